@@ -1,0 +1,50 @@
+"""Dependencies shared by the routes (Annotated aliases)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from hposvc.db.session import Database
+from hposvc.samplers import StudyCaches
+from hposvc.settings import Settings
+
+
+def _database(request: Request) -> Database:
+    return request.app.state.db
+
+
+def _caches(request: Request) -> StudyCaches:
+    return request.app.state.caches
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+DatabaseDep = Annotated[Database, Depends(_database)]
+CachesDep = Annotated[StudyCaches, Depends(_caches)]
+SettingsDep = Annotated[Settings, Depends(_settings)]
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def require_token(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """With a token configured, every API call must carry it as a bearer token."""
+    expected: bytes | None = request.app.state.token_hash
+    if expected is None:
+        return
+    given = credentials.credentials.encode() if credentials else b""
+    if not hmac.compare_digest(hashlib.sha256(given).digest(), expected):
+        raise HTTPException(
+            status_code=status.HTTP_401_UNAUTHORIZED,
+            detail="missing or wrong bearer token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )

@@ -1,0 +1,14 @@
+"""All API routes under /api/v1."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from hposvc.api.deps import require_token
+from hposvc.api.routes import health, studies, trials, workers
+
+api_router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
+api_router.include_router(studies.router)
+api_router.include_router(trials.router)
+api_router.include_router(workers.router)
+health_router = health.router

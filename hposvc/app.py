@@ -1,0 +1,86 @@
+"""create_app(settings): the FastAPI application, its lifespan and its routes."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from hposvc import __version__
+from hposvc.api.errors import install_error_handlers
+from hposvc.api.limits import BodySizeLimit
+from hposvc.api.router import api_router, health_router
+from hposvc.db.migrate import upgrade
+from hposvc.db.session import Database
+from hposvc.samplers import StudyCaches
+from hposvc.services.leases import expire_all
+from hposvc.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class LeaseSweeper:
+    """A thread that fails trials whose lease ran out (claims and reports also check)."""
+
+    def __init__(self, db: Database, caches: StudyCaches, interval: float) -> None:
+        self._db, self._caches, self._interval = db, caches, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lease-sweeper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                expire_all(db=self._db, caches=self._caches)
+            except Exception:  # keep sweeping: a failed sweep is retried next time
+                logger.exception("lease sweep failed")
+
+
+def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
+    """The application; the database is opened (and upgraded) when it starts."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if migrate:
+            upgrade(settings.database_url)
+        db = Database(settings.database_url)
+        app.state.db = db
+        app.state.caches = StudyCaches()
+        sweeper = LeaseSweeper(db, app.state.caches, settings.lease_check_seconds)
+        sweeper.start()
+        try:
+            yield
+        finally:
+            sweeper.stop()
+            db.dispose()
+
+    app = FastAPI(
+        title="hposvc",
+        version=__version__,
+        description="Hyperparameter optimization as a service.",
+        lifespan=lifespan,
+        generate_unique_id_function=lambda route: (
+            f"{route.tags[0]}-{route.name}" if route.tags else route.name
+        ),
+    )
+    app.state.settings = settings
+    app.state.token_hash = (
+        hashlib.sha256(settings.token.encode()).digest() if settings.token else None
+    )
+    install_error_handlers(app)
+    app.include_router(health_router)
+    app.include_router(api_router)
+    app.add_middleware(
+        BodySizeLimit, max_bytes=settings.max_body_bytes, exempt_prefixes=("/api/v1/artifacts",)
+    )
+    return app

@@ -1,0 +1,85 @@
+"""Database: one engine per process, and the only code that commits or rolls back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from hposvc.errors import HposvcError, StorageError
+
+_IMMEDIATE = "hposvc_immediate"
+
+
+class Database:
+    """An engine plus sessions; ``session(write=True)`` serializes writers on SQLite."""
+
+    def __init__(self, url: str, *, pool_size: int = 20) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        kwargs: dict[str, Any] = {"pool_pre_ping": not self.is_sqlite}
+        if self.is_sqlite:
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 60}
+        else:
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+        self.engine = create_engine(url, **kwargs)
+        if self.is_sqlite:
+            _configure_sqlite(self.engine)
+        self._write_engine = self.engine.execution_options(**{_IMMEDIATE: True})
+        self._read_sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._write_sessions = sessionmaker(self._write_engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self, *, write: bool = False) -> Iterator[Session]:
+        """One transaction: commits when the block ends, rolls back on any error.
+
+        With ``write`` on SQLite the transaction starts with ``BEGIN IMMEDIATE``: it takes the
+        database's write lock first, so the reads inside it cannot go stale.
+
+        Raises:
+            StorageError: the database failed (locked, unreachable, constraint broken).
+        """
+        factory = self._write_sessions if write else self._read_sessions
+        session = factory()
+        try:
+            yield session
+            session.commit()
+        except HposvcError:
+            session.rollback()
+            raise
+        except OperationalError as exc:
+            session.rollback()
+            raise StorageError(f"database unavailable: {exc.orig}") from exc
+        except SQLAlchemyError as exc:
+            session.rollback()
+            raise StorageError(f"database error: {exc}") from exc
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _configure_sqlite(engine: Any) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        immediate = conn.get_execution_options().get(_IMMEDIATE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

@@ -1,0 +1,270 @@
+"""One Optuna study per hposvc study, kept in memory and synced from the database.
+
+The database is the source of truth. A cache holds an ``InMemoryStorage`` whose trial k is the
+database's trial number k, and it is brought up to date (``sync``) with the rows that changed
+since it last looked before every decision. Decisions are serialized by the caller (a process
+lock from ``StudyCaches`` plus the study's row lock). Anything unexpected raises
+``CacheOutOfSync``: the caller drops the cache and rebuilds it from every row.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+import zlib
+from collections.abc import Iterable
+from typing import Any
+
+import optuna
+from optuna.distributions import distribution_to_json, json_to_distribution
+from optuna.samplers._lazy_random_state import LazyRandomState
+from optuna.storages import InMemoryStorage
+from optuna.trial import TrialState as OptunaState
+from optuna.trial import create_trial
+
+from hposvc.domain.states import TrialState
+from hposvc.samplers.base import AskResult, PruneResult, TrialRecord
+from hposvc.samplers.distributions import suggest
+from hposvc.samplers.registry import build_pruner, build_sampler
+from hposvc.schemas.search_space import is_active
+from hposvc.schemas.studies import StudySpec
+
+logger = logging.getLogger(__name__)
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+# TPE's group option is marked experimental; it is what makes conditional spaces multivariate.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+_TO_OPTUNA = {
+    TrialState.WAITING: OptunaState.WAITING,
+    TrialState.RUNNING: OptunaState.RUNNING,
+    TrialState.COMPLETE: OptunaState.COMPLETE,
+    TrialState.PRUNED: OptunaState.PRUNED,
+    TrialState.FAIL: OptunaState.FAIL,
+}
+
+
+class CacheOutOfSync(Exception):
+    """The cache disagrees with the database; rebuild it."""
+
+
+_dist_memo: dict[str, Any] = {}
+
+
+def _dist(text: str) -> Any:
+    dist = _dist_memo.get(text)
+    if dist is None:
+        dist = _dist_memo[text] = json_to_distribution(text)
+    return dist
+
+
+def _reseed(sampler: Any, seed: int) -> None:
+    """Seed every random state of a sampler (and its fallback samplers) in place.
+
+    Seeding per trial number, rather than once at construction, keeps a seeded study
+    reproducible and stops two replicas (or a rebuilt cache) from repeating each other's points.
+    """
+    for value in vars(sampler).values():
+        if isinstance(value, LazyRandomState):
+            value.rng.seed(seed)
+        elif isinstance(value, optuna.samplers.BaseSampler):
+            _reseed(value, seed + 1)
+
+
+class StudyCache:
+    """An Optuna study mirroring one hposvc study's trials."""
+
+    def __init__(self, study_id: int, spec: StudySpec) -> None:
+        self.study_id = study_id
+        self.spec = spec
+        self.seq = -1
+        self.storage = InMemoryStorage()
+        self.study = optuna.create_study(
+            storage=self.storage,
+            study_name=f"hposvc-{study_id}",
+            directions=spec.directions,
+            sampler=build_sampler(spec),
+            pruner=build_pruner(spec),
+        )
+        self._sid = self.study._study_id
+        self._space = spec.search_space.ordered()
+        self._is_grid = isinstance(self.study.sampler, optuna.samplers.GridSampler)
+        self._n_grid = len(self.study.sampler._all_grids) if self._is_grid else 0
+        self._grid_ids: set[int] = set()
+        self._n_waiting = 0
+
+    @property
+    def n_trials(self) -> int:
+        return len(self.storage._studies[self._sid].trials)
+
+    # -- sync ------------------------------------------------------------------------------
+
+    def sync(self, study_attrs: dict[str, Any], records: Iterable[TrialRecord], seq: int) -> None:
+        """Apply the study's attributes and the changed trials (in number order).
+
+        Raises:
+            CacheOutOfSync: a gap in numbers or a finished trial that changed.
+        """
+        current = self.storage.get_study_system_attrs(self._sid)
+        for key, value in study_attrs.items():
+            if current.get(key) != value:
+                self.storage.set_study_system_attr(self._sid, key, value)
+        for record in records:
+            n = self.n_trials
+            if record.number == n:
+                self._add(record)
+            elif record.number < n:
+                self._update(record)
+            else:
+                raise CacheOutOfSync(f"trial {record.number} arrived before trial {n}")
+        self.seq = seq
+
+    def _add(self, r: TrialRecord) -> None:
+        if r.state is TrialState.WAITING:
+            self.storage.create_new_trial(
+                self._sid,
+                template_trial=create_trial(
+                    state=OptunaState.WAITING,
+                    system_attrs={**r.system_attrs, "fixed_params": r.fixed_params or {}},
+                ),
+            )
+            self._n_waiting += 1
+        else:
+            dists = {k: _dist(v) for k, v in r.distributions.items()}
+            values = r.values
+            if r.state is TrialState.FAIL:
+                values = None
+            self.storage.create_new_trial(
+                self._sid,
+                template_trial=create_trial(
+                    state=_TO_OPTUNA[r.state],
+                    params=r.params,
+                    distributions=dists,
+                    values=values,
+                    intermediate_values=r.intermediate_values,
+                    system_attrs=r.system_attrs,
+                ),
+            )
+        self._note_grid(r.system_attrs)
+
+    def _update(self, r: TrialRecord) -> None:
+        tid = r.number
+        ft = self.storage.get_trial(tid)
+        target = _TO_OPTUNA[r.state]
+        if ft.state.is_finished():
+            if ft.state != target:
+                raise CacheOutOfSync(f"finished trial {tid} changed state")
+            return
+        for name, value in r.params.items():
+            if name not in ft.params:
+                dist = _dist(r.distributions[name])
+                self.storage.set_trial_param(tid, name, dist.to_internal_repr(value), dist)
+        for key, value in r.system_attrs.items():
+            if ft.system_attrs.get(key) != value:
+                self.storage.set_trial_system_attr(tid, key, value)
+        for step, value in r.intermediate_values.items():
+            if ft.intermediate_values.get(step) != value:
+                self.storage.set_trial_intermediate_value(tid, step, value)
+        if target != ft.state:
+            if ft.state == OptunaState.WAITING:
+                self._n_waiting -= 1
+            if target == OptunaState.FAIL:
+                self.storage.set_trial_state_values(tid, target)
+            else:
+                self.storage.set_trial_state_values(tid, target, r.values)
+        self._note_grid(r.system_attrs)
+
+    def _note_grid(self, attrs: dict[str, Any]) -> None:
+        if self._is_grid and "grid_id" in attrs:
+            self._grid_ids.add(int(attrs["grid_id"]))
+
+    # -- decisions -------------------------------------------------------------------------
+
+    def has_waiting(self) -> bool:
+        return self._n_waiting > 0
+
+    def can_create(self) -> bool:
+        """False once every grid point has been handed out (retries may still run)."""
+        return not self._is_grid or len(self._grid_ids) < self._n_grid
+
+    def ask(self) -> AskResult | None:
+        """The next trial: a waiting one (enqueued or a retry) first, else a new sample."""
+        was_waiting = self._n_waiting > 0
+        if not was_waiting and not self.can_create():
+            return None
+        if self.spec.sampler.seed is not None:
+            number = self.n_trials
+            _reseed(self.study.sampler, zlib.crc32(f"{self.spec.sampler.seed}:{number}".encode()))
+        trial = self.study.ask()
+        if was_waiting:
+            self._n_waiting -= 1
+        chosen: dict[str, Any] = {}
+        for name, param in self._space:
+            if is_active(param, chosen):
+                chosen[name] = suggest(trial, name, param)
+        ft = self.storage.get_trial(trial._trial_id)
+        if ft.number != trial._trial_id:
+            raise CacheOutOfSync("trial id and number diverged")
+        attrs = dict(ft.system_attrs)
+        attrs.pop("fixed_params", None)
+        grid_id = attrs.get("grid_id") if self._is_grid else None
+        self._note_grid(attrs)
+        return AskResult(
+            number=ft.number,
+            params=dict(ft.params),
+            distributions={k: distribution_to_json(d) for k, d in ft.distributions.items()},
+            system_attrs=attrs,
+            grid_id=int(grid_id) if grid_id is not None else None,
+            was_waiting=was_waiting,
+            study_system_attrs=dict(self.storage.get_study_system_attrs(self._sid)),
+        )
+
+    def report(self, number: int, step: int, value: float) -> PruneResult:
+        """Record an intermediate value and ask the pruner whether to stop."""
+        self.storage.set_trial_intermediate_value(number, step, value)
+        if len(self.spec.objectives) > 1:
+            return PruneResult(False, dict(self.storage.get_trial(number).system_attrs))
+        self.study._thread_local.cached_all_trials = None
+        prune = bool(self.study.pruner.prune(self.study, self.storage.get_trial(number)))
+        return PruneResult(prune, dict(self.storage.get_trial(number).system_attrs))
+
+    def finish(self, number: int, state: TrialState, values: list[float] | None) -> None:
+        """Apply a trial's final state, as the database now holds it."""
+        ft = self.storage.get_trial(number)
+        if ft.state.is_finished():
+            raise CacheOutOfSync(f"trial {number} finished twice")
+        if state is TrialState.FAIL:
+            self.storage.set_trial_state_values(number, OptunaState.FAIL)
+        else:
+            self.storage.set_trial_state_values(number, _TO_OPTUNA[state], values)
+
+    def best_trial_numbers(self) -> list[int]:
+        """Numbers of the best trial, or of the Pareto front for several objectives."""
+        try:
+            if len(self.spec.objectives) == 1:
+                return [self.study.best_trial.number]
+            return [t.number for t in self.study.best_trials]
+        except ValueError:
+            return []
+
+
+class StudyCaches:
+    """This process's caches, one per study, each with the lock that serializes its use."""
+
+    def __init__(self) -> None:
+        self._caches: dict[int, StudyCache] = {}
+        self._locks: dict[int, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def lock(self, study_id: int) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(study_id, threading.Lock())
+
+    def get(self, study_id: int) -> StudyCache | None:
+        return self._caches.get(study_id)
+
+    def put(self, cache: StudyCache) -> None:
+        self._caches[cache.study_id] = cache
+
+    def drop(self, study_id: int) -> None:
+        self._caches.pop(study_id, None)

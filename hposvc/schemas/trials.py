@@ -1,0 +1,109 @@
+"""Trial read models and the worker protocol bodies (field names are a public contract)."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from hposvc.domain.states import TrialState
+
+
+def _finite_value(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number (report a diverged trial with /fail)")
+    return value
+
+
+class IntermediateValue(BaseModel):
+    step: int
+    value: float
+
+
+class TrialRead(BaseModel):
+    id: int
+    study_id: int
+    study: str
+    number: int
+    state: TrialState
+    params: dict[str, Any]
+    values: list[float] | None
+    user_attrs: dict[str, Any]
+    attempt: int
+    retry_of: int | None
+    worker_id: int | None
+    fail_reason: str | None
+    pruned_step: int | None
+    last_step: int | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    lease_expires_at: datetime | None
+
+
+class TrialDetail(TrialRead):
+    intermediate_values: list[IntermediateValue]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ClaimRequest(_Body):
+    worker_id: int
+    study: str | None = Field(default=None, description="Only claim from the study of this name.")
+    request_id: str | None = Field(
+        default=None,
+        max_length=128,
+        description="Idempotency key: a retried claim with the same key returns the same trial.",
+    )
+
+
+class ClaimedTrial(BaseModel):
+    id: int
+    study: str
+    study_id: int
+    number: int
+    params: dict[str, Any]
+    training: dict[str, Any]
+    attempt: int
+    retry_of: int | None
+    lease_expires_at: datetime
+    lease_seconds: float
+    objectives: list[dict[str, str]]
+
+
+class ReportRequest(_Body):
+    worker_id: int
+    step: int = Field(ge=0, le=10_000_000)
+    value: float
+
+    _check_value = field_validator("value")(_finite_value)
+
+
+class ReportResponse(BaseModel):
+    should_prune: bool
+
+
+class CompleteRequest(_Body):
+    worker_id: int
+    values: list[float] = Field(min_length=1, max_length=16)
+    user_attrs: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("values")
+    @classmethod
+    def _finite_values(cls, values: list[float]) -> list[float]:
+        for i, v in enumerate(values):
+            if not math.isfinite(v):
+                raise ValueError(
+                    f"values[{i}] must be a finite number (report a diverged trial with /fail)"
+                )
+        return values
+
+
+class FailRequest(_Body):
+    worker_id: int
+    reason: str = Field(min_length=1, max_length=65_536)
+    user_attrs: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,182 @@
+"""The scope every decision about a study runs in: process lock, row lock, synced cache.
+
+Order matters: the process lock first (so two threads of one server never wait on each other
+while holding the database lock), then the study's row lock (PostgreSQL ``FOR UPDATE``; on
+SQLite the ``BEGIN IMMEDIATE`` write lock), then the cache is synced with what changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from hposvc.db.base import utcnow
+from hposvc.db.models import IntermediateValue, Study, Trial, find_study_by_id
+from hposvc.db.session import Database
+from hposvc.domain.states import StudyState, TrialState
+from hposvc.samplers import CacheOutOfSync, StudyCache, StudyCaches, TrialRecord
+from hposvc.schemas.studies import StudySpec
+
+
+def trial_records(session: Session, trials: list[Trial]) -> list[TrialRecord]:
+    """The rows as the cache needs them, intermediate values included (one query)."""
+    ids = [t.id for t in trials]
+    values: dict[int, dict[int, float]] = {i: {} for i in ids}
+    for start in range(0, len(ids), 5000):
+        chunk = ids[start : start + 5000]
+        rows = session.execute(
+            select(
+                IntermediateValue.trial_id, IntermediateValue.step, IntermediateValue.value
+            ).where(IntermediateValue.trial_id.in_(chunk))
+        )
+        for trial_id, step, value in rows:
+            values[trial_id][step] = value
+    return [
+        TrialRecord(
+            number=t.number,
+            state=TrialState(t.state),
+            params=t.params,
+            distributions=t.distributions,
+            values=t.values,
+            intermediate_values=values[t.id],
+            system_attrs=t.system_attrs,
+            fixed_params=t.fixed_params,
+        )
+        for t in trials
+    ]
+
+
+@dataclass
+class Decision:
+    """A locked study with its synced cache; writes go through here so the seq advances."""
+
+    session: Session
+    study: Study
+    cache: StudyCache
+    spec: StudySpec
+    now: datetime
+    dirty: bool = False
+    _bumped: bool = field(default=False, repr=False)
+
+    def touch(self, trial: Trial) -> None:
+        """Mark a trial row as changed by this decision."""
+        if not self._bumped:
+            self.study.seq += 1
+            self.study.updated_at = self.now
+            self._bumped = True
+        trial.seq = self.study.seq
+
+    def count_trials(self, state: TrialState) -> int:
+        return (
+            self.session.scalar(
+                select(func.count())
+                .select_from(Trial)
+                .where(Trial.study_id == self.study.id, Trial.state == state.value)
+            )
+            or 0
+        )
+
+    def add_waiting(self, trial: Trial) -> None:
+        """Add a WAITING trial (enqueued or a retry) to the study and to the cache."""
+        self.dirty = True
+        trial.number = self.study.n_trials
+        self.session.add(trial)
+        self.study.n_trials += 1
+        self.touch(trial)
+        record = TrialRecord(
+            number=trial.number,
+            state=TrialState.WAITING,
+            params={},
+            distributions={},
+            values=None,
+            intermediate_values={},
+            system_attrs={},
+            fixed_params=trial.fixed_params,
+        )
+        self.cache.sync(self.study.system_attrs, [record], self.cache.seq)
+
+    def set_study_attrs(self, attrs: dict[str, Any]) -> None:
+        if attrs != self.study.system_attrs:
+            self.study.system_attrs = dict(attrs)
+
+    def complete_if_done(self, *, running: int | None = None) -> None:
+        """A running study whose budget is spent and has nothing in flight completes."""
+        study, budget = self.study, self.spec.budget
+        if study.state != StudyState.RUNNING.value or self.cache.has_waiting():
+            return
+        spent = (
+            study.budget_used >= budget.max_trials
+            or not self.cache.can_create()
+            or self.time_is_up()
+        )
+        if not spent:
+            return
+        if running is None:
+            running = self.count_trials(TrialState.RUNNING)
+        if running == 0:
+            self.set_state(StudyState.COMPLETED)
+
+    def time_is_up(self) -> bool:
+        limit = self.spec.budget.time_limit_seconds
+        return limit is not None and (self.now - self.study.created_at).total_seconds() >= limit
+
+    def set_state(self, state: StudyState) -> None:
+        self.study.state = state.value
+        self.study.updated_at = self.now
+        if state is StudyState.COMPLETED:
+            self.study.completed_at = self.now
+
+
+def _sync(session: Session, caches: StudyCaches, study: Study, spec: StudySpec) -> StudyCache:
+    cache = caches.get(study.id)
+    if cache is not None and cache.seq == study.seq:
+        return cache
+    for attempt in range(2):
+        if cache is None or attempt:
+            cache = StudyCache(study.id, spec)
+        rows = list(
+            session.scalars(
+                select(Trial)
+                .where(Trial.study_id == study.id, Trial.seq > cache.seq)
+                .order_by(Trial.number)
+            )
+        )
+        try:
+            cache.sync(study.system_attrs, trial_records(session, rows), study.seq)
+            caches.put(cache)
+            return cache
+        except CacheOutOfSync:
+            caches.drop(study.id)
+    raise CacheOutOfSync(f"study {study.id} could not be rebuilt")
+
+
+@contextmanager
+def decide(*, db: Database, caches: StudyCaches, study_id: int) -> Iterator[Decision]:
+    """Lock the study, sync its cache, and commit what the block did (or undo it all).
+
+    Raises:
+        NotFoundError: the study does not exist (any more).
+        StorageError: the database failed.
+    """
+    with caches.lock(study_id):
+        decision: Decision | None = None
+        try:
+            with db.session(write=True) as session:
+                study = find_study_by_id(session, study_id, for_update=True)
+                known = caches.get(study_id)
+                spec = known.spec if known else StudySpec.model_validate(study.spec)
+                cache = _sync(session, caches, study, spec)
+                decision = Decision(session, study, cache, spec, utcnow())
+                yield decision
+                new_seq = study.seq
+            cache.seq = new_seq
+        except BaseException:
+            if decision is not None and decision.dirty:
+                caches.drop(study_id)
+            raise

@@ -1,0 +1,377 @@
+"""Trials: the worker protocol (claim, report, complete, fail) and the user's reads.
+
+Every worker call is idempotent: a retry after a lost response changes nothing and gets the
+same answer. A worker that no longer holds a trial gets ``LeaseLostError`` (HTTP 409).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from hposvc.db.models import (
+    IntermediateValue,
+    Study,
+    Trial,
+    find_study_by_name,
+    find_trial_by_id,
+    find_worker_by_id,
+)
+from hposvc.db.session import Database
+from hposvc.domain.states import StudyState, TrialState
+from hposvc.errors import InvalidRequestError, InvalidStateError, LeaseLostError, NotFoundError
+from hposvc.samplers import StudyCaches
+from hposvc.schemas.common import Page
+from hposvc.schemas.trials import (
+    ClaimedTrial,
+    CompleteRequest,
+    FailRequest,
+    ReportRequest,
+    ReportResponse,
+    TrialDetail,
+    TrialRead,
+)
+from hposvc.schemas.trials import (
+    IntermediateValue as IntermediateValueRead,
+)
+from hposvc.services.decisions import Decision, decide
+from hposvc.services.leases import expire_leases_without_commit, finish_without_commit
+
+SORTABLE = {"number", "value", "state", "created_at", "finished_at"}
+
+
+def trial_read(trial: Trial, study_name: str) -> TrialRead:
+    return TrialRead(
+        id=trial.id,
+        study_id=trial.study_id,
+        study=study_name,
+        number=trial.number,
+        state=TrialState(trial.state),
+        params=trial.params,
+        values=trial.values,
+        user_attrs=trial.user_attrs,
+        attempt=trial.attempt,
+        retry_of=trial.retry_of,
+        worker_id=trial.worker_id,
+        fail_reason=trial.fail_reason,
+        pruned_step=trial.pruned_step,
+        last_step=trial.last_step,
+        created_at=trial.created_at,
+        started_at=trial.started_at,
+        finished_at=trial.finished_at,
+        lease_expires_at=trial.lease_expires_at,
+    )
+
+
+def _claimed(trial: Trial, d: Decision) -> ClaimedTrial:
+    assert trial.lease_expires_at is not None
+    return ClaimedTrial(
+        id=trial.id,
+        study=d.study.name,
+        study_id=d.study.id,
+        number=trial.number,
+        params=trial.params,
+        training=d.spec.training,
+        attempt=trial.attempt,
+        retry_of=trial.retry_of,
+        lease_expires_at=trial.lease_expires_at,
+        lease_seconds=d.spec.budget.lease_seconds,
+        objectives=[o.model_dump() for o in d.spec.objectives],
+    )
+
+
+# -- claim ---------------------------------------------------------------------------------
+
+
+def claim(
+    *,
+    db: Database,
+    caches: StudyCaches,
+    worker_id: int,
+    study_name: str | None = None,
+    request_id: str | None = None,
+) -> ClaimedTrial | None:
+    """Hand the worker a trial, or None when no study has work for it now.
+
+    Raises:
+        NotFoundError: unknown worker or study.
+    """
+    with db.session() as session:
+        find_worker_by_id(session, worker_id)
+        if request_id is not None:
+            previous = session.scalars(
+                select(Trial).where(
+                    Trial.worker_id == worker_id, Trial.claim_request_id == request_id
+                )
+            ).first()
+            if previous is not None:
+                study_id = previous.study_id
+                candidates = [study_id]
+            else:
+                candidates = None
+        else:
+            previous, candidates = None, None
+        if candidates is None:
+            if study_name is not None:
+                candidates = [find_study_by_name(session, study_name).id]
+            else:
+                candidates = list(
+                    session.scalars(
+                        select(Study.id)
+                        .where(Study.state == StudyState.RUNNING.value)
+                        .order_by(Study.id)
+                    )
+                )
+    for study_id in candidates:
+        try:
+            with decide(db=db, caches=caches, study_id=study_id) as d:
+                if previous is not None:
+                    return _replay_claim(d, worker_id, request_id)
+                claimed = _claim_in_study(d, worker_id, request_id)
+                if claimed is not None:
+                    return claimed
+        except NotFoundError:
+            if study_name is not None:
+                raise
+    return None
+
+
+def _replay_claim(d: Decision, worker_id: int, request_id: str | None) -> ClaimedTrial:
+    trial = d.session.scalars(
+        select(Trial).where(Trial.worker_id == worker_id, Trial.claim_request_id == request_id)
+    ).one()
+    if trial.state != TrialState.RUNNING.value:
+        raise LeaseLostError(
+            f"trial {trial.id} claimed with request {request_id!r} is {trial.state} now"
+        )
+    return _claimed(trial, d)
+
+
+def _claim_in_study(d: Decision, worker_id: int, request_id: str | None) -> ClaimedTrial | None:
+    expire_leases_without_commit(d)
+    study, budget = d.study, d.spec.budget
+    if study.state != StudyState.RUNNING.value:
+        return None
+    running = d.count_trials(TrialState.RUNNING)
+    if budget.max_concurrent is not None and running >= budget.max_concurrent:
+        return None
+    may_create = study.budget_used < budget.max_trials and not d.time_is_up()
+    if not d.cache.has_waiting() and not (may_create and d.cache.can_create()):
+        d.complete_if_done(running=running)
+        return None
+    d.dirty = True
+    asked = d.cache.ask()
+    if asked is None:
+        d.complete_if_done(running=running)
+        return None
+    if asked.was_waiting:
+        trial = d.session.scalars(
+            select(Trial).where(Trial.study_id == study.id, Trial.number == asked.number)
+        ).one()
+        if trial.state != TrialState.WAITING.value:
+            raise InvalidStateError(f"trial {trial.id} was not waiting")
+    else:
+        if asked.number != study.n_trials:
+            raise InvalidStateError(f"study {study.id} numbering diverged")
+        trial = Trial(study_id=study.id, number=asked.number, counts_budget=True, attempt=1)
+        d.session.add(trial)
+        study.n_trials += 1
+        study.budget_used += 1
+    trial.state = TrialState.RUNNING.value
+    trial.params = asked.params
+    trial.distributions = asked.distributions
+    trial.system_attrs = asked.system_attrs
+    trial.grid_id = asked.grid_id
+    trial.worker_id = worker_id
+    trial.claim_request_id = request_id
+    trial.started_at = d.now
+    trial.lease_expires_at = d.now + timedelta(seconds=budget.lease_seconds)
+    d.set_study_attrs(asked.study_system_attrs)
+    d.touch(trial)
+    d.session.flush()
+    return _claimed(trial, d)
+
+
+# -- report / complete / fail --------------------------------------------------------------
+
+
+def _study_of_trial(db: Database, trial_id: int) -> int:
+    with db.session() as session:
+        study_id = session.scalar(select(Trial.study_id).where(Trial.id == trial_id))
+    if study_id is None:
+        raise NotFoundError(f"trial {trial_id} not found", code="trial_not_found")
+    return study_id
+
+
+def _held_trial(d: Decision, trial_id: int, worker_id: int) -> Trial:
+    expire_leases_without_commit(d)
+    trial = find_trial_by_id(d.session, trial_id)
+    if trial.worker_id != worker_id:
+        raise LeaseLostError(
+            f"trial {trial_id} is not held by worker {worker_id}"
+            + (f" (held by worker {trial.worker_id})" if trial.worker_id else "")
+        )
+    return trial
+
+
+def report(
+    *, db: Database, caches: StudyCaches, trial_id: int, body: ReportRequest
+) -> ReportResponse:
+    """Store an intermediate value; the pruner decides whether the trial stops here.
+
+    Raises:
+        NotFoundError: unknown trial.
+        LeaseLostError: the worker does not hold the trial (its lease expired, or it finished).
+    """
+    study_id = _study_of_trial(db, trial_id)
+    with decide(db=db, caches=caches, study_id=study_id) as d:
+        trial = _held_trial(d, trial_id, body.worker_id)
+        if trial.state == TrialState.PRUNED.value:
+            return ReportResponse(should_prune=True)
+        if trial.state != TrialState.RUNNING.value:
+            raise LeaseLostError(f"trial {trial_id} is {trial.state}, not running")
+        existing = d.session.get(IntermediateValue, (trial.id, body.step))
+        if existing is not None and existing.value == body.value:
+            return ReportResponse(should_prune=existing.should_prune)
+        d.dirty = True
+        result = d.cache.report(trial.number, body.step, body.value)
+        if existing is None:
+            existing = IntermediateValue(trial_id=trial.id, step=body.step, value=body.value)
+            d.session.add(existing)
+        existing.value = body.value
+        existing.should_prune = result.should_prune
+        trial.system_attrs = result.system_attrs
+        trial.last_step = max(trial.last_step or 0, body.step)
+        trial.lease_expires_at = d.now + timedelta(seconds=d.spec.budget.lease_seconds)
+        if result.should_prune:
+            trial.pruned_step = body.step
+            finish_without_commit(d, trial, TrialState.PRUNED, values=[body.value])
+        d.touch(trial)
+        return ReportResponse(should_prune=result.should_prune)
+
+
+def complete(
+    *, db: Database, caches: StudyCaches, trial_id: int, body: CompleteRequest
+) -> TrialRead:
+    """Finish a trial with its objective values.
+
+    Raises:
+        NotFoundError: unknown trial.
+        InvalidRequestError: wrong number of values.
+        LeaseLostError: the worker does not hold the trial any more.
+        InvalidStateError: the trial already finished with other values.
+    """
+    study_id = _study_of_trial(db, trial_id)
+    with decide(db=db, caches=caches, study_id=study_id) as d:
+        n = len(d.spec.objectives)
+        if len(body.values) != n:
+            raise InvalidRequestError(
+                f"values: the study has {n} objective(s), got {len(body.values)} values"
+            )
+        trial = _held_trial(d, trial_id, body.worker_id)
+        if trial.state == TrialState.COMPLETE.value:
+            if trial.values != body.values:
+                raise InvalidStateError(f"trial {trial_id} already completed with other values")
+            return trial_read(trial, d.study.name)
+        if trial.state == TrialState.PRUNED.value:
+            # The worker learns of the prune from its report; its metrics are still kept.
+            if body.user_attrs and body.user_attrs != trial.user_attrs:
+                trial.user_attrs = {**trial.user_attrs, **body.user_attrs}
+                d.touch(trial)
+            return trial_read(trial, d.study.name)
+        if trial.state != TrialState.RUNNING.value:
+            raise LeaseLostError(f"trial {trial_id} is {trial.state}, not running")
+        d.dirty = True
+        trial.user_attrs = {**trial.user_attrs, **body.user_attrs}
+        finish_without_commit(d, trial, TrialState.COMPLETE, values=list(body.values))
+        d.touch(trial)
+        d.complete_if_done()
+        return trial_read(trial, d.study.name)
+
+
+def fail(*, db: Database, caches: StudyCaches, trial_id: int, body: FailRequest) -> TrialRead:
+    """Mark a trial failed; within the study's retry budget its parameters run again.
+
+    Raises:
+        NotFoundError: unknown trial.
+        LeaseLostError: the worker does not hold the trial any more.
+        InvalidStateError: the trial already completed.
+    """
+    study_id = _study_of_trial(db, trial_id)
+    with decide(db=db, caches=caches, study_id=study_id) as d:
+        trial = _held_trial(d, trial_id, body.worker_id)
+        if trial.state in (TrialState.FAIL.value, TrialState.PRUNED.value):
+            return trial_read(trial, d.study.name)
+        if trial.state != TrialState.RUNNING.value:
+            raise InvalidStateError(f"trial {trial_id} is {trial.state}, it cannot fail now")
+        d.dirty = True
+        trial.user_attrs = {**trial.user_attrs, **body.user_attrs}
+        finish_without_commit(d, trial, TrialState.FAIL, reason=body.reason)
+        d.touch(trial)
+        d.complete_if_done()
+        return trial_read(trial, d.study.name)
+
+
+# -- reads ---------------------------------------------------------------------------------
+
+
+def get_trial(*, db: Database, trial_id: int) -> TrialDetail:
+    """Raises: NotFoundError."""
+    with db.session() as session:
+        trial = find_trial_by_id(session, trial_id)
+        name = session.scalar(select(Study.name).where(Study.id == trial.study_id))
+        steps = session.execute(
+            select(IntermediateValue.step, IntermediateValue.value)
+            .where(IntermediateValue.trial_id == trial.id)
+            .order_by(IntermediateValue.step)
+        )
+        return TrialDetail(
+            **trial_read(trial, name or "").model_dump(),
+            intermediate_values=[IntermediateValueRead(step=s, value=v) for s, v in steps],
+        )
+
+
+def list_trials(
+    *,
+    db: Database,
+    study_name: str,
+    state: TrialState | None = None,
+    sort: str = "number",
+    descending: bool = False,
+    limit: int = 100,
+    offset: int = 0,
+) -> Page[TrialRead]:
+    """Raises: NotFoundError, InvalidRequestError (unknown sort column)."""
+    if sort not in SORTABLE:
+        raise InvalidRequestError(f"sort: must be one of {sorted(SORTABLE)}")
+    with db.session() as session:
+        study = find_study_by_name(session, study_name)
+        where = [Trial.study_id == study.id]
+        if state is not None:
+            where.append(Trial.state == state.value)
+        total = session.scalar(select(func.count()).select_from(Trial).where(*where)) or 0
+        column: Any = getattr(Trial, sort)
+        order = column.desc() if descending else column.asc()
+        if sort == "value":
+            order = order.nulls_last()
+        rows = session.scalars(
+            select(Trial).where(*where).order_by(order, Trial.number).limit(limit).offset(offset)
+        )
+        return Page[TrialRead](
+            items=[trial_read(t, study.name) for t in rows],
+            total=total,
+            limit=limit,
+            offset=offset,
+        )
+
+
+def study_trial_reads(session: Session, study: Study, numbers: list[int]) -> list[TrialRead]:
+    if not numbers:
+        return []
+    rows = session.scalars(
+        select(Trial).where(Trial.study_id == study.id, Trial.number.in_(numbers))
+    )
+    return sorted((trial_read(t, study.name) for t in rows), key=lambda t: t.number)
