@@ -17,6 +17,7 @@ from hposvc.api.router import api_router, health_router
 from hposvc.db.migrate import upgrade
 from hposvc.db.session import Database
 from hposvc.samplers import StudyCaches
+from hposvc.services.artifacts import ArtifactStore
 from hposvc.services.leases import expire_all
 from hposvc.settings import Settings
 
@@ -56,6 +57,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
         db = Database(settings.database_url)
         app.state.db = db
         app.state.caches = StudyCaches()
+        app.state.artifacts = ArtifactStore(settings.artifacts_dir, settings.max_artifact_bytes)
         sweeper = LeaseSweeper(db, app.state.caches, settings.lease_check_seconds)
         sweeper.start()
         try:
@@ -81,6 +83,6 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
     app.include_router(health_router)
     app.include_router(api_router)
     app.add_middleware(
-        BodySizeLimit, max_bytes=settings.max_body_bytes, exempt_prefixes=("/api/v1/artifacts",)
+        BodySizeLimit, max_bytes=settings.max_body_bytes, exempt_paths=("/artifacts/",)
     )
     return app

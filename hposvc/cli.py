@@ -48,6 +48,38 @@ def server(
     )
 
 
+@app.command()
+def worker(
+    server: ServerOpt = "http://127.0.0.1:8000",
+    token: TokenOpt = None,
+    devices: Annotated[str, typer.Option(help="auto | cpu | GPU ids like 0,1")] = "auto",
+    slots_per_device: Annotated[int, typer.Option(min=1, help="Trials sharing a device.")] = 1,
+    study: Annotated[str | None, typer.Option(help="Only take trials of this study.")] = None,
+    name: Annotated[str | None, typer.Option(help="Worker name (default host-pid).")] = None,
+    max_trials: Annotated[int | None, typer.Option(help="Per slot, then exit.")] = None,
+    exit_when_idle: Annotated[
+        float | None, typer.Option(help="Exit after N idle seconds.")
+    ] = None,
+) -> None:
+    """Run a worker daemon: one process per slot pulls trials from the server and trains."""
+    from hposvc.logs import configure_logging
+    from workers.daemon import run_worker
+    from workers.settings import WorkerSettings
+
+    configure_logging("INFO")
+    settings = WorkerSettings(
+        server_url=server,
+        token=token,
+        devices=devices,
+        slots_per_device=slots_per_device,
+        study=study,
+        name=name,
+        max_trials=max_trials,
+        exit_when_idle_seconds=exit_when_idle,
+    )
+    raise typer.Exit(run_worker(settings))
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
     """Upgrade the database schema (the server also does this on start)."""

@@ -39,5 +39,9 @@ class InvalidRequestError(HposvcError):
     code = "invalid_request"
 
 
+class PayloadTooLargeError(InvalidRequestError):
+    code = "too_large"
+
+
 class StorageError(HposvcError):
     code = "storage_error"

@@ -13,3 +13,5 @@ def configure_logging(level: str = "INFO") -> None:
         handler._hposvc = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(level.upper())
+    # One line per HTTP request drowns what matters; keep their warnings.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from hposvc.db.session import Database
 from hposvc.samplers import StudyCaches
+from hposvc.services.artifacts import ArtifactStore
 from hposvc.settings import Settings
 
 
@@ -22,12 +23,17 @@ def _caches(request: Request) -> StudyCaches:
     return request.app.state.caches
 
 
+def _artifacts(request: Request) -> ArtifactStore:
+    return request.app.state.artifacts
+
+
 def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
 DatabaseDep = Annotated[Database, Depends(_database)]
 CachesDep = Annotated[StudyCaches, Depends(_caches)]
+ArtifactsDep = Annotated[ArtifactStore, Depends(_artifacts)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 
 _bearer = HTTPBearer(auto_error=False)

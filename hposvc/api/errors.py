@@ -18,6 +18,7 @@ STATUS: list[tuple[type[errors.HposvcError], int]] = [
     (errors.NotFoundError, 404),
     (errors.AlreadyExistsError, 409),
     (errors.InvalidStateError, 409),
+    (errors.PayloadTooLargeError, 413),
     (errors.InvalidRequestError, 422),
     (errors.StorageError, 503),
 ]

@@ -11,13 +11,13 @@ Scope = dict[str, Any]
 class BodySizeLimit:
     """Answers 413 to a body over ``max_bytes`` (by Content-Length, or as it streams in)."""
 
-    def __init__(self, app: Any, max_bytes: int, exempt_prefixes: tuple[str, ...] = ()) -> None:
+    def __init__(self, app: Any, max_bytes: int, exempt_paths: tuple[str, ...] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.exempt = exempt_prefixes
+        self.exempt = exempt_paths  # paths containing these stream into their own limited store
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(self.exempt):
+        if scope["type"] != "http" or any(p in scope["path"] for p in self.exempt):
             await self.app(scope, receive, send)
             return
         for name, value in scope.get("headers", []):

@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from hposvc.api.deps import require_token
-from hposvc.api.routes import health, studies, trials, workers
+from hposvc.api.routes import artifacts, health, studies, trials, workers
 
 api_router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
 api_router.include_router(studies.router)
 api_router.include_router(trials.router)
 api_router.include_router(workers.router)
+api_router.include_router(artifacts.router)
 health_router = health.router

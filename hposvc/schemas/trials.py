@@ -103,6 +103,22 @@ class CompleteRequest(_Body):
         return values
 
 
+class UserAttrsRequest(_Body):
+    worker_id: int
+    user_attrs: dict[str, Any] = Field(min_length=1)
+
+
+class ReleaseRequest(_Body):
+    worker_id: int
+    reason: str = Field(default="worker shutting down", min_length=1, max_length=4096)
+
+
+class ArtifactRead(BaseModel):
+    trial_id: int
+    kind: str
+    size: int
+
+
 class FailRequest(_Body):
     worker_id: int
     reason: str = Field(min_length=1, max_length=65_536)

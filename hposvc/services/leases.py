@@ -24,8 +24,13 @@ def finish_without_commit(
     *,
     values: list[float] | None = None,
     reason: str | None = None,
+    requeue: bool | None = None,
 ) -> None:
-    """Write a trial's final state to its row and to the cache; retry it if it failed."""
+    """Write a trial's final state to its row and to the cache.
+
+    A failed trial runs again (same parameters, attempt + 1) while the study's retry budget
+    lasts, or whenever ``requeue`` is true (a worker handing a trial back is not its fault).
+    """
     d.dirty = True
     trial.state = state.value
     trial.values = values
@@ -36,7 +41,9 @@ def finish_without_commit(
         trial.fail_reason = reason
     d.cache.finish(trial.number, state, values)
     d.touch(trial)
-    if state is TrialState.FAIL and trial.attempt <= d.spec.budget.max_retries:
+    if requeue is None:
+        requeue = trial.attempt <= d.spec.budget.max_retries
+    if state is TrialState.FAIL and requeue:
         _retry_without_commit(d, trial)
 
 

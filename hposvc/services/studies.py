@@ -19,6 +19,7 @@ from hposvc.schemas.common import Page
 from hposvc.schemas.search_space import contains
 from hposvc.schemas.studies import EnqueueRequest, StudyRead, StudySpec, StudySummary
 from hposvc.schemas.trials import TrialRead
+from hposvc.services.artifacts import ArtifactStore
 from hposvc.services.decisions import decide
 from hposvc.services.trials import trial_read
 
@@ -156,7 +157,9 @@ def act_on_study(*, db: Database, caches: StudyCaches, name: str, action: str) -
         return study_read(d.study)
 
 
-def delete_study(*, db: Database, caches: StudyCaches, name: str) -> None:
+def delete_study(
+    *, db: Database, caches: StudyCaches, name: str, store: ArtifactStore | None = None
+) -> None:
     """Delete a study and everything it holds.
 
     Raises:
@@ -172,6 +175,8 @@ def delete_study(*, db: Database, caches: StudyCaches, name: str) -> None:
             )
             session.execute(delete(Study).where(Study.id == study_id))
         caches.drop(study_id)
+    if store is not None:
+        store.remove_study(study_id)
 
 
 def enqueue_trial(

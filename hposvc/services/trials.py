@@ -29,10 +29,12 @@ from hposvc.schemas.trials import (
     ClaimedTrial,
     CompleteRequest,
     FailRequest,
+    ReleaseRequest,
     ReportRequest,
     ReportResponse,
     TrialDetail,
     TrialRead,
+    UserAttrsRequest,
 )
 from hposvc.schemas.trials import (
     IntermediateValue as IntermediateValueRead,
@@ -312,6 +314,47 @@ def fail(*, db: Database, caches: StudyCaches, trial_id: int, body: FailRequest)
         finish_without_commit(d, trial, TrialState.FAIL, reason=body.reason)
         d.touch(trial)
         d.complete_if_done()
+        return trial_read(trial, d.study.name)
+
+
+def set_user_attrs(
+    *, db: Database, caches: StudyCaches, trial_id: int, body: UserAttrsRequest
+) -> TrialRead:
+    """Merge user attributes (metrics, why it stopped) into a trial the worker holds or ran.
+
+    Raises:
+        NotFoundError: unknown trial.
+        LeaseLostError: another worker holds the trial, or its lease expired.
+    """
+    study_id = _study_of_trial(db, trial_id)
+    with decide(db=db, caches=caches, study_id=study_id) as d:
+        trial = _held_trial(d, trial_id, body.worker_id)
+        merged = {**trial.user_attrs, **body.user_attrs}
+        if merged != trial.user_attrs:
+            trial.user_attrs = merged
+            d.touch(trial)
+        return trial_read(trial, d.study.name)
+
+
+def release(
+    *, db: Database, caches: StudyCaches, trial_id: int, body: ReleaseRequest
+) -> TrialRead:
+    """A worker hands a trial back (it is shutting down): it runs again, resuming from its
+    last checkpoint, whatever the retry budget.
+
+    Raises:
+        NotFoundError: unknown trial.
+        LeaseLostError: the worker does not hold the trial any more.
+    """
+    study_id = _study_of_trial(db, trial_id)
+    with decide(db=db, caches=caches, study_id=study_id) as d:
+        trial = _held_trial(d, trial_id, body.worker_id)
+        if trial.state != TrialState.RUNNING.value:
+            if trial.state == TrialState.FAIL.value:
+                return trial_read(trial, d.study.name)
+            raise LeaseLostError(f"trial {trial_id} is {trial.state}, not running")
+        reason = f"handed back by worker {body.worker_id}: {body.reason}"
+        finish_without_commit(d, trial, TrialState.FAIL, reason=reason, requeue=True)
         return trial_read(trial, d.study.name)
 
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from hposvc.api.deps import CachesDep, DatabaseDep
+from hposvc.api.deps import ArtifactsDep, CachesDep, DatabaseDep
 from hposvc.api.errors import describe_validation_errors
 from hposvc.domain.states import StudyState, TrialState
 from hposvc.errors import InvalidRequestError
@@ -97,9 +97,11 @@ def act_on_study(
 
 
 @router.delete("/{study_name}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
-def delete_study(study_name: str, db: DatabaseDep, caches: CachesDep) -> Response:
-    """Delete a study and all its trials."""
-    studies.delete_study(db=db, caches=caches, name=study_name)
+def delete_study(
+    study_name: str, db: DatabaseDep, caches: CachesDep, store: ArtifactsDep
+) -> Response:
+    """Delete a study, its trials and their artifacts."""
+    studies.delete_study(db=db, caches=caches, name=study_name, store=store)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

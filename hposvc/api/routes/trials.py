@@ -11,10 +11,12 @@ from hposvc.schemas.trials import (
     ClaimRequest,
     CompleteRequest,
     FailRequest,
+    ReleaseRequest,
     ReportRequest,
     ReportResponse,
     TrialDetail,
     TrialRead,
+    UserAttrsRequest,
 )
 from hposvc.services import trials
 
@@ -69,6 +71,20 @@ def complete(
 def fail(trial_id: int, body: FailRequest, db: DatabaseDep, caches: CachesDep) -> TrialRead:
     """Mark a trial failed with the reason (retried within the study's budget)."""
     return trials.fail(db=db, caches=caches, trial_id=trial_id, body=body)
+
+
+@router.post("/{trial_id}/user-attrs", responses=WORKER_ERRORS)
+def set_user_attrs(
+    trial_id: int, body: UserAttrsRequest, db: DatabaseDep, caches: CachesDep
+) -> TrialRead:
+    """Merge user attributes into a trial this worker holds or ran (metrics of a pruned one)."""
+    return trials.set_user_attrs(db=db, caches=caches, trial_id=trial_id, body=body)
+
+
+@router.post("/{trial_id}/release", responses=WORKER_ERRORS)
+def release(trial_id: int, body: ReleaseRequest, db: DatabaseDep, caches: CachesDep) -> TrialRead:
+    """Hand a trial back (worker shutting down): it runs again from its last checkpoint."""
+    return trials.release(db=db, caches=caches, trial_id=trial_id, body=body)
 
 
 @router.get("/{trial_id}", responses={404: {"model": ErrorResponse}})

@@ -1,0 +1,207 @@
+"""One slot: a child process that pulls trials, trains them and reports back.
+
+Signals: SIGTERM or SIGINT set the stop event; the running trial stops after its current
+epoch, once that epoch's checkpoint is on the server, and is handed back. The daemon kills
+the process on a second signal.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import threading
+import time
+import traceback
+import uuid
+from typing import Any
+
+from hposvc.schemas.trials import ClaimedTrial
+from workers.client import LeaseLost, ServerClient, ServerUnreachable
+from workers.devices import Slot
+from workers.settings import WorkerSettings
+
+logger = logging.getLogger(__name__)
+
+
+class WorkerStopping(Exception):  # noqa: N818
+    """The worker is shutting down: hand the trial back."""
+
+
+class ServerReporter:
+    """Reports each epoch's objective; the server's answer says whether to prune."""
+
+    def __init__(
+        self,
+        client: ServerClient,
+        trial: ClaimedTrial,
+        worker_id: int,
+        stop: Any,
+        store: ServerCheckpointStore,
+    ) -> None:
+        self.client, self.trial, self.worker_id = client, trial, worker_id
+        self.stop, self.store = stop, store
+
+    def report(self, step: int, value: float) -> bool:
+        if not math.isfinite(value):
+            return False  # the loop raises TrainingDiverged; the trial fails with its reason
+        pruned = self.client.report(self.trial.id, self.worker_id, step, value)
+        if self.stop.is_set() and not self.store.saved and not pruned:
+            raise WorkerStopping  # no checkpoint will come: stop at this report
+        return pruned
+
+
+class ServerCheckpointStore:
+    """Checkpoints go to the server after every epoch; a retry resumes from the last one."""
+
+    def __init__(
+        self, client: ServerClient, trial: ClaimedTrial, worker_id: int, stop: Any
+    ) -> None:
+        self.client, self.trial, self.worker_id, self.stop = client, trial, worker_id, stop
+        self.saved = 0
+
+    def save(self, state: bytes) -> None:
+        self.client.upload(self.trial.id, self.worker_id, "checkpoint", state)
+        self.saved += 1
+        if self.stop.is_set():
+            raise WorkerStopping
+
+    def load(self) -> bytes | None:
+        if self.trial.attempt == 1:
+            return None
+        return self.client.download_checkpoint(self.trial.id)
+
+
+class LeaseKeeper:
+    """Heartbeats while a trial runs, often enough for the study's lease."""
+
+    def __init__(self, client: ServerClient, worker_id: int, lease_seconds: float) -> None:
+        self._client, self._worker_id = client, worker_id
+        self._interval = max(0.2, min(10.0, lease_seconds / 4))
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="lease-keeper")
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._done.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._done.wait(self._interval):
+            try:
+                self._client.heartbeat(self._worker_id)
+            except Exception:  # the next beat retries; the trial's own calls surface errors
+                logger.warning("heartbeat failed", exc_info=True)
+
+
+def _training_config(trial: ClaimedTrial) -> dict[str, Any]:
+    training = dict(trial.training)
+    if "entrypoint" not in training and "objective" not in training:
+        training["objective"] = [o["name"] for o in trial.objectives]
+    return training
+
+
+def _result_attrs(result: Any, started: float) -> dict[str, Any]:
+    return {
+        "metrics": result.metrics,
+        "epochs_run": result.epochs_run,
+        "stopped": result.stopped,
+        "stop_epoch": result.stop_epoch,
+        "stop_reason": result.stop_reason,
+        "resumed_from_epoch": result.resumed_from_epoch,
+        "history": result.history,
+        "train_seconds": round(time.monotonic() - started, 3),
+    }
+
+
+def run_one(
+    client: ServerClient, trial: ClaimedTrial, worker_id: int, slot: Slot, stop: Any
+) -> None:
+    """Train one claimed trial and tell the server how it ended."""
+    from workers.training.runner import run_trial  # torch loads in the slot process only
+
+    store = ServerCheckpointStore(client, trial, worker_id, stop)
+    reporter = ServerReporter(client, trial, worker_id, stop, store)
+    started = time.monotonic()
+    logger.info(
+        "slot %d: trial %d (study %s, attempt %d)",
+        slot.index,
+        trial.number,
+        trial.study,
+        trial.attempt,
+    )
+    with LeaseKeeper(client, worker_id, trial.lease_seconds):
+        try:
+            result = run_trial(_training_config(trial), trial.params, reporter, store, slot.device)
+        except WorkerStopping:
+            client.release(trial.id, worker_id, "worker shutting down")
+            logger.info("slot %d: trial %d handed back", slot.index, trial.number)
+            return
+        except LeaseLost as exc:
+            logger.warning("slot %d: trial %d lost its lease: %s", slot.index, trial.number, exc)
+            return
+        except Exception:
+            client.fail(trial.id, worker_id, traceback.format_exc(), {"slot": slot.index})
+            logger.warning("slot %d: trial %d failed", slot.index, trial.number, exc_info=True)
+            return
+        attrs = {**_result_attrs(result, started), "slot": slot.index, "device": slot.device}
+        if result.stopped == "pruned":
+            client.set_user_attrs(trial.id, worker_id, attrs)
+            return
+        bad = [v for v in result.values if not math.isfinite(v)]
+        if bad or len(result.values) != len(trial.objectives):
+            names = [o["name"] for o in trial.objectives]
+            client.fail(
+                trial.id,
+                worker_id,
+                f"objective values {result.values} do not match objectives {names}",
+                attrs,
+            )
+            return
+        if result.model_state is not None:
+            client.upload(trial.id, worker_id, "model", result.model_state)
+        client.complete(trial.id, worker_id, list(result.values), attrs)
+
+
+def slot_main(settings: WorkerSettings, worker_id: int, slot: Slot, stop: Any) -> None:
+    """Entry point of a slot process."""
+    if slot.visible_gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = slot.visible_gpu
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    from hposvc.logs import configure_logging
+
+    configure_logging("INFO")
+    import torch
+
+    torch.set_num_threads(slot.threads)
+    client = ServerClient(
+        settings.server_url,
+        settings.token,
+        unreachable_timeout=settings.unreachable_timeout_seconds,
+    )
+    done, idle_since = 0, time.monotonic()
+    try:
+        while not stop.is_set():
+            if settings.max_trials is not None and done >= settings.max_trials:
+                return
+            try:
+                trial = client.claim(worker_id, settings.study, uuid.uuid4().hex)
+            except ServerUnreachable:
+                logger.error("slot %d: server unreachable, giving up", slot.index)
+                return
+            if trial is None:
+                limit = settings.exit_when_idle_seconds
+                if limit is not None and time.monotonic() - idle_since > limit:
+                    return
+                stop.wait(settings.poll_seconds)
+                continue
+            run_one(client, trial, worker_id, slot, stop)
+            done += 1
+            idle_since = time.monotonic()
+    finally:
+        client.close()
