@@ -60,13 +60,14 @@ def worker(
     exit_when_idle: Annotated[
         float | None, typer.Option(help="Exit after N idle seconds.")
     ] = None,
+    log_level: str = "INFO",
 ) -> None:
     """Run a worker daemon: one process per slot pulls trials from the server and trains."""
     from hposvc.logs import configure_logging
     from workers.daemon import run_worker
     from workers.settings import WorkerSettings
 
-    configure_logging("INFO")
+    configure_logging(log_level)
     settings = WorkerSettings(
         server_url=server,
         token=token,
@@ -76,8 +77,36 @@ def worker(
         name=name,
         max_trials=max_trials,
         exit_when_idle_seconds=exit_when_idle,
+        log_level=log_level,
     )
     raise typer.Exit(run_worker(settings))
+
+
+@app.command()
+def demo(
+    database_url: Annotated[str, typer.Option(help="Where the demo keeps its studies.")] = (
+        "sqlite:///hposvc-demo.db"
+    ),
+    port: int = 8000,
+    slots: Annotated[int, typer.Option(min=1, help="CPU worker slots.")] = 2,
+    spec: Annotated[
+        Path | None, typer.Option(help="Study spec (default: the digits CNN).")
+    ] = None,
+    keep_serving: Annotated[bool, typer.Option(help="Keep the server up afterwards.")] = False,
+) -> None:
+    """Run an example study end to end: server, a local CPU worker, a CNN on digits."""
+    from hposvc.demo import EXAMPLE, run_demo
+    from hposvc.logs import configure_logging
+
+    configure_logging("WARNING")
+    code = run_demo(
+        database_url=database_url,
+        port=port,
+        slots=slots,
+        spec_path=spec or EXAMPLE,
+        keep_serving=keep_serving,
+    )
+    raise typer.Exit(code)
 
 
 @db_app.command("upgrade")

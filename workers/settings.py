@@ -23,6 +23,7 @@ class WorkerSettings(BaseSettings):
     max_trials: int | None = Field(
         default=None, ge=1, description="Each slot stops after this many trials (tests, demos)."
     )
+    log_level: str = "INFO"
     exit_when_idle_seconds: float | None = Field(
         default=None, gt=0, description="Stop once no work has come for this long."
     )

@@ -175,7 +175,7 @@ def slot_main(settings: WorkerSettings, worker_id: int, slot: Slot, stop: Any) -
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     from hposvc.logs import configure_logging
 
-    configure_logging("INFO")
+    configure_logging(settings.log_level)
     import torch
 
     torch.set_num_threads(slot.threads)
