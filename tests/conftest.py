@@ -112,6 +112,7 @@ class ServerProcess:
             "HPOSVC_DATABASE_URL": database_url,
             "HPOSVC_PORT": str(self.port),
             "HPOSVC_LOG_LEVEL": "WARNING",
+            "HPOSVC_ARTIFACTS_DIR": str(log_path.parent / "artifacts"),
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None

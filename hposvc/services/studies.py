@@ -40,8 +40,13 @@ def study_read(study: Study) -> StudyRead:
     )
 
 
-def create_study(*, db: Database, spec: StudySpec) -> StudyRead:
+def create_study(
+    *, db: Database, spec: StudySpec, store: ArtifactStore | None = None
+) -> StudyRead:
     """Validate a spec against the samplers and pruners, then store it.
+
+    Artifacts a deleted study of the same id left behind (a database recreated beside an
+    old artifacts folder) are removed, so no trial ever reads another's checkpoint.
 
     Raises:
         InvalidRequestError: the sampler or pruner refuses the spec (names the field).
@@ -69,6 +74,8 @@ def create_study(*, db: Database, spec: StudySpec) -> StudyRead:
                 f"a study named {spec.name!r} already exists", code="study_exists"
             ) from exc
         logger.info("study %d %r created (%s sampler)", study.id, study.name, spec.sampler.name)
+        if store is not None:
+            store.remove_study(study.id)
         return study_read(study)
 
 

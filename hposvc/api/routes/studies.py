@@ -65,10 +65,10 @@ def parse_spec(raw: bytes, content_type: str) -> StudySpec:
         }
     },
 )
-async def create_study(request: Request, db: DatabaseDep) -> StudyRead:
+async def create_study(request: Request, db: DatabaseDep, store: ArtifactsDep) -> StudyRead:
     """Create a study from a spec (JSON, or YAML with a YAML content type)."""
     spec = parse_spec(await request.body(), request.headers.get("content-type", ""))
-    return await run_in_threadpool(studies.create_study, db=db, spec=spec)
+    return await run_in_threadpool(studies.create_study, db=db, spec=spec, store=store)
 
 
 @router.get("")

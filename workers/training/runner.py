@@ -1,0 +1,110 @@
+"""run_trial(): the one entry point the worker calls per trial."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from workers.training.checkpoint import load_state_dict_file, to_bytes
+from workers.training.config import TrainConfig, merge
+from workers.training.data import load_data
+from workers.training.entrypoint import run_entrypoint
+from workers.training.loop import evaluate, fit
+from workers.training.losses import build_loss, output_dim
+from workers.training.models import build_model, freeze
+from workers.training.optim import precision_context
+from workers.training.results import TrialResult
+from workers.training.seeding import seed_everything
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from workers.training.checkpoint import CheckpointStore
+    from workers.training.pruning import Reporter
+
+logger = logging.getLogger(__name__)
+
+
+def run_trial(
+    training: Mapping[str, Any],
+    params: Mapping[str, Any],
+    reporter: Reporter,
+    checkpoints: CheckpointStore | None,
+    device: str = "cpu",
+) -> TrialResult:
+    """Train and evaluate one trial; resume from ``checkpoints`` when it holds one.
+
+    Args:
+        training: the study's ``training`` section.
+        params: the trial's hyperparameters; they override ``training``.
+        reporter: gets the objective after every epoch and may prune the trial.
+        checkpoints: where the per-epoch checkpoint is kept (None: no checkpoints).
+        device: torch device string ("cpu", "cuda", "cuda:1").
+
+    Returns:
+        The result; a pruned trial returns normally with ``stopped="pruned"``.
+
+    Raises:
+        ValueError: the config is invalid; the message names the key.
+        TrainingDiverged: the loss became NaN or infinite.
+    """
+    if "entrypoint" in params or "entrypoint" in training:
+        return run_entrypoint(training, params, reporter, checkpoints, device)
+
+    cfg = TrainConfig.from_dict(merge(training, params))
+    seed_everything(cfg.seed)
+    data = load_data(cfg, device)
+    cfg = cfg.with_task_defaults(data.task)
+    model = build_model(cfg, data.input_shape, output_dim(cfg, data)).to(device)
+    frozen: list[str] = []
+    if cfg.init_checkpoint is not None:
+        _warm_start(model, cfg.init_checkpoint)
+        if cfg.freeze:
+            frozen = freeze(model, cfg.freeze)
+
+    result = fit(
+        model, data, cfg, reporter=reporter, checkpoints=checkpoints, frozen_modules=frozen
+    )
+
+    metrics = dict(result.val_metrics)
+    if data.test is not None and result.stopped != "pruned":
+        autocast, _ = precision_context(cfg.precision, torch.device(device))
+        criterion = build_loss(cfg, data)
+        metrics.update(evaluate(model, data.test, data, criterion, cfg, autocast, prefix="test_"))
+    values = [metrics.get(name, float("nan")) for name in cfg.objective]
+    return TrialResult(
+        values=values,
+        metrics=metrics,
+        epochs_run=result.epochs_run,
+        stopped=result.stopped,
+        stop_epoch=result.stop_epoch,
+        stop_reason=result.stop_reason,
+        history=result.history,
+        model_state=to_bytes({k: v.detach().cpu() for k, v in model.state_dict().items()}),
+        resumed_from_epoch=result.resumed_from_epoch,
+    )
+
+
+def _warm_start(model: nn.Module, path: str) -> None:
+    """Copy the tensors of ``path`` whose name and shape match (a new head stays random).
+
+    Raises:
+        ValueError: the file holds no tensor that fits the model.
+    """
+    source = load_state_dict_file(path)
+    target = model.state_dict()
+    fitting = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape}
+    if not fitting:
+        raise ValueError(f"training config key 'init_checkpoint': no tensor of {path} fits")
+    skipped = sorted(set(target) - set(fitting))
+    model.load_state_dict(fitting, strict=False)
+    logger.info(
+        "warm start from %s: %d tensors loaded, %d kept (%s)",
+        path,
+        len(fitting),
+        len(skipped),
+        ", ".join(skipped[:5]),
+    )
