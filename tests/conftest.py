@@ -102,8 +102,10 @@ def free_port() -> int:
 class ServerProcess:
     """``hposvc server`` as a real process on a free port."""
 
-    def __init__(self, database_url: str, log_path: Path, **env: str) -> None:
-        self.port = free_port()
+    def __init__(
+        self, database_url: str, log_path: Path, port: int | None = None, **env: str
+    ) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.database_url = database_url
         self.log_path = log_path
@@ -157,8 +159,9 @@ class ServerProcess:
 def start_server(tmp_path: Path) -> Iterator:
     servers: list[ServerProcess] = []
 
-    def start(database_url: str, **env: str) -> ServerProcess:
-        server = ServerProcess(database_url, tmp_path / f"server{len(servers)}.log", **env)
+    def start(database_url: str, port: int | None = None, **env: str) -> ServerProcess:
+        log = tmp_path / f"server{len(servers)}.log"
+        server = ServerProcess(database_url, log, port, **env)
         servers.append(server)
         return server.start()
 

@@ -119,9 +119,10 @@ class ServerClient:
             headers={"Content-Type": "application/octet-stream"},
         )
 
-    def download_checkpoint(self, trial_id: int) -> bytes | None:
+    def download(self, trial_id: int, kind: str) -> bytes | None:
+        """A trial's artifact (a retry's checkpoint falls back to its earlier attempts')."""
         try:
-            return self._call("GET", f"/trials/{trial_id}/artifacts/checkpoint").content
+            return self._call("GET", f"/trials/{trial_id}/artifacts/{kind}").content
         except RequestRejected as exc:
             if exc.status == 404:
                 return None

@@ -15,6 +15,8 @@ import threading
 import time
 import traceback
 import uuid
+from pathlib import Path
+from tempfile import TemporaryDirectory
 from typing import Any
 
 from hposvc.schemas.trials import ClaimedTrial
@@ -70,7 +72,7 @@ class ServerCheckpointStore:
     def load(self) -> bytes | None:
         if self.trial.attempt == 1:
             return None
-        return self.client.download_checkpoint(self.trial.id)
+        return self.client.download(self.trial.id, "checkpoint")
 
 
 class LeaseKeeper:
@@ -98,11 +100,28 @@ class LeaseKeeper:
                 logger.warning("heartbeat failed", exc_info=True)
 
 
-def _training_config(trial: ClaimedTrial) -> dict[str, Any]:
-    training = dict(trial.training)
+def _training_config(
+    trial: ClaimedTrial, client: ServerClient, workdir: Path
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The study's training section and the trial's params as the core takes them.
+
+    ``init_checkpoint: "trial:<id>"`` warm-starts from another trial's final model (or, if it
+    has none, its last checkpoint), fetched from the server.
+    """
+    training, params = dict(trial.training), dict(trial.params)
     if "entrypoint" not in training and "objective" not in training:
         training["objective"] = [o["name"] for o in trial.objectives]
-    return training
+    source = {**training, **params}.get("init_checkpoint")
+    if isinstance(source, str) and source.startswith("trial:"):
+        source_id = int(source.removeprefix("trial:"))
+        blob = client.download(source_id, "model") or client.download(source_id, "checkpoint")
+        if blob is None:
+            raise ValueError(f"init_checkpoint: trial {source_id} has no model or checkpoint")
+        path = workdir / f"init-from-trial-{source_id}.pt"
+        path.write_bytes(blob)
+        training["init_checkpoint"] = str(path)
+        params.pop("init_checkpoint", None)
+    return training, params
 
 
 def _result_attrs(result: Any, started: float) -> dict[str, Any]:
@@ -134,9 +153,10 @@ def run_one(
         trial.study,
         trial.attempt,
     )
-    with LeaseKeeper(client, worker_id, trial.lease_seconds):
+    with LeaseKeeper(client, worker_id, trial.lease_seconds), TemporaryDirectory() as tmp:
         try:
-            result = run_trial(_training_config(trial), trial.params, reporter, store, slot.device)
+            training, params = _training_config(trial, client, Path(tmp))
+            result = run_trial(training, params, reporter, store, slot.device)
         except WorkerStopping:
             client.release(trial.id, worker_id, "worker shutting down")
             logger.info("slot %d: trial %d handed back", slot.index, trial.number)
