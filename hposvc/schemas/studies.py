@@ -90,6 +90,7 @@ class StudyRead(BaseModel):
     completed_at: datetime | None
     n_trials: int = Field(description="Trials created so far (retries included).")
     budget_used: int = Field(description="Trials that count against budget.max_trials.")
+    version: int = Field(description="Grows with every change to the study's trials.")
 
 
 class StudySummary(StudyRead):

@@ -37,6 +37,7 @@ def study_read(study: Study) -> StudyRead:
         completed_at=study.completed_at,
         n_trials=study.n_trials,
         budget_used=study.budget_used,
+        version=study.seq,
     )
 
 
