@@ -6,11 +6,12 @@ import hashlib
 import hmac
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from hposvc.db.session import Database
 from hposvc.samplers import StudyCaches
+from hposvc.schemas.common import MAX_ID
 from hposvc.services.artifacts import ArtifactStore
 from hposvc.settings import Settings
 
@@ -35,6 +36,9 @@ DatabaseDep = Annotated[Database, Depends(_database)]
 CachesDep = Annotated[StudyCaches, Depends(_caches)]
 ArtifactsDep = Annotated[ArtifactStore, Depends(_artifacts)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
+
+TrialId = Annotated[int, Path(ge=1, le=MAX_ID)]
+WorkerId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 _bearer = HTTPBearer(auto_error=False)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -36,14 +37,19 @@ def describe_validation_errors(raw: list[Any]) -> tuple[str, list[dict[str, Any]
     items, lines = [], []
     for err in raw:
         loc = _readable_loc([str(p) for p in err.get("loc", ())])
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        # Validators of nested free-form fields name the key they refuse: "sigma0: ...".
+        inner = _INNER_KEY.match(msg)
+        if inner:
+            loc, msg = [*loc, inner.group(1)], inner.group(2)
         where = ".".join(loc) or "body"
-        msg = str(err.get("msg", "invalid"))
         lines.append(f"{where}: {msg}")
         items.append({"loc": loc, "msg": msg, "type": err.get("type", "")})
     return "; ".join(lines), items
 
 
 _UNION_TAGS = {"float", "int", "categorical"}
+_INNER_KEY = re.compile(r"^([A-Za-z_][\w.\[\]-]*): (.+)$", re.S)
 
 
 def _readable_loc(loc: list[str]) -> list[str]:
@@ -66,7 +72,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        detail, items = describe_validation_errors(list(exc.errors()))
+        raw = list(exc.errors())
+        detail, items = describe_validation_errors(raw)
+        if any(err.get("type") == "json_invalid" for err in raw):
+            ctx = raw[0].get("ctx") or {}
+            where = raw[0].get("loc", ("body", "?"))[-1]
+            detail = f"body: malformed JSON at position {where}: {ctx.get('error', 'invalid')}"
+            return JSONResponse(_body("malformed_body", detail, items), status_code=422)
         return JSONResponse(_body("invalid_request", detail, items), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)

@@ -6,8 +6,11 @@ from fastapi import APIRouter, Depends
 
 from hposvc.api.deps import require_token
 from hposvc.api.routes import artifacts, health, studies, trials, workers
+from hposvc.schemas.common import ErrorResponse
 
-api_router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
+# Every route answers bad input with the same ErrorResponse body (not FastAPI's default).
+ERRORS = {422: {"model": ErrorResponse, "description": "Invalid request"}}
+api_router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)], responses=ERRORS)
 api_router.include_router(studies.router)
 api_router.include_router(trials.router)
 api_router.include_router(workers.router)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +23,9 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from hposvc.db.base import Base, UTCDateTime, utcnow
 from hposvc.errors import NotFoundError
+from hposvc.schemas.studies import STUDY_NAME
+
+_STUDY_NAME = re.compile(STUDY_NAME.removeprefix("^").removesuffix("$"))
 
 
 class Study(Base):
@@ -127,6 +131,8 @@ def find_study_by_name(session: Session, name: str, *, for_update: bool = False)
     Raises:
         NotFoundError: no such study.
     """
+    if not _STUDY_NAME.fullmatch(name):  # cannot exist; never send such text to the database
+        raise NotFoundError(f"study {name!r} not found", code="study_not_found")
     query = select(Study).where(Study.name == name)
     if for_update:
         query = query.with_for_update()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from optuna.distributions import (
@@ -42,7 +43,8 @@ def grid_values(name: str, param: Param, *, max_points: int) -> list[Any]:
         return list(param.choices)
     if isinstance(param, FloatParam) and param.step is None:
         raise ValueError(f"grid search needs a step on float parameter {name!r}")
-    n = int((param.high - param.low) // param.step) + 1  # type: ignore[operator]
+    # A small tolerance keeps the last point: (0.7 - 0.1) / 0.1 is 5.999... in floats.
+    n = int(math.floor((param.high - param.low) / param.step + 1e-9)) + 1  # type: ignore[operator]
     if n > max_points:
         raise ValueError(f"parameter {name!r} has {n} grid values, more than {max_points}")
     if isinstance(param, IntParam):

@@ -39,6 +39,15 @@ class _Param(BaseModel):
         return next(iter(self.when.items())) if self.when else None
 
 
+def same_choice(a: object, b: object) -> bool:
+    """Equal as choices: True is not 1, "1" is not 1; 1 and 1.0 are the same number."""
+    return (
+        a == b
+        and isinstance(a, bool) == isinstance(b, bool)
+        and isinstance(a, str) == isinstance(b, str)
+    )
+
+
 def _finite(value: float, name: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number")
@@ -98,9 +107,10 @@ class CategoricalParam(_Param):
     def _check_choices(cls, choices: list[Choice]) -> list[Choice]:
         if not choices:
             raise ValueError("choices must not be empty")
-        keys = [(type(c).__name__, c) for c in choices]
-        if len(set(keys)) != len(keys):
-            raise ValueError("choices must be unique")
+        for i, c in enumerate(choices):
+            if any(c == d for d in choices[:i]):
+                # Optuna maps choices by ==, so 1, 1.0 and true would be one choice.
+                raise ValueError(f"choices must be unique ({c!r} repeats an equal choice)")
         for c in choices:
             if isinstance(c, float):
                 _finite(c, "each choice")
@@ -132,7 +142,9 @@ class SearchSpace(RootModel[dict[str, Param]]):
                 raise ValueError(f"{name}.when: unknown parent parameter {parent!r}")
             if not isinstance(parent_param, CategoricalParam):
                 raise ValueError(f"{name}.when: parent {parent!r} must be categorical")
-            missing = [v for v in values if v not in parent_param.choices]
+            missing = [
+                v for v in values if not any(same_choice(v, c) for c in parent_param.choices)
+            ]
             if missing:
                 raise ValueError(f"{name}.when: {missing} are not choices of {parent!r}")
         order_params(space)  # raises on cycles
@@ -169,13 +181,13 @@ def is_active(param: Param, params: dict[str, Choice]) -> bool:
     if param.parent is None:
         return True
     parent, values = param.parent
-    return parent in params and params[parent] in values
+    return parent in params and any(same_choice(params[parent], v) for v in values)
 
 
 def contains(param: Param, value: object) -> bool:
     """Whether ``value`` is a legal value of ``param`` (used for enqueued trials)."""
     if isinstance(param, CategoricalParam):
-        return any(type(value) is type(c) and value == c for c in param.choices)
+        return any(same_choice(value, c) for c in param.choices)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
     if isinstance(param, IntParam):

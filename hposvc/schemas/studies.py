@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hposvc.domain.states import StudyState, TrialState
+from hposvc.schemas.common import JSONObject
 from hposvc.schemas.search_space import SearchSpace
 from hposvc.schemas.trials import TrialRead
 
@@ -19,7 +20,7 @@ PrunerName = Literal[
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Objective(_Strict):
@@ -30,12 +31,12 @@ class Objective(_Strict):
 class SamplerSpec(_Strict):
     name: SamplerName = "tpe"
     seed: int | None = Field(default=None, ge=0, lt=2**32)
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: JSONObject = Field(default_factory=dict)
 
 
 class PrunerSpec(_Strict):
     name: PrunerName = "none"
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: JSONObject = Field(default_factory=dict)
 
 
 class Budget(_Strict):
@@ -55,7 +56,7 @@ class StudySpec(_Strict):
     sampler: SamplerSpec = Field(default_factory=SamplerSpec)
     pruner: PrunerSpec = Field(default_factory=PrunerSpec)
     budget: Budget = Field(default_factory=Budget)
-    training: dict[str, Any] = Field(default_factory=dict)
+    training: JSONObject = Field(default_factory=dict)
 
     @field_validator("objectives")
     @classmethod
@@ -100,5 +101,5 @@ class StudySummary(StudyRead):
 
 
 class EnqueueRequest(_Strict):
-    params: dict[str, Any] = Field(min_length=1)
-    user_attrs: dict[str, Any] = Field(default_factory=dict)
+    params: JSONObject = Field(min_length=1)
+    user_attrs: JSONObject = Field(default_factory=dict)

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hposvc.domain.states import TrialState
+from hposvc.schemas.common import Id, JSONObject, SafeText
 
 
 def _finite_value(value: float) -> float:
@@ -48,13 +49,15 @@ class TrialDetail(TrialRead):
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ClaimRequest(_Body):
-    worker_id: int
-    study: str | None = Field(default=None, description="Only claim from the study of this name.")
-    request_id: str | None = Field(
+    worker_id: Id
+    study: SafeText | None = Field(
+        default=None, max_length=128, description="Only claim from the study of this name."
+    )
+    request_id: SafeText | None = Field(
         default=None,
         max_length=128,
         description="Idempotency key: a retried claim with the same key returns the same trial.",
@@ -76,7 +79,9 @@ class ClaimedTrial(BaseModel):
 
 
 class ReportRequest(_Body):
-    worker_id: int
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=True)  # NaN gets a clear message
+
+    worker_id: Id
     step: int = Field(ge=0, le=10_000_000)
     value: float
 
@@ -88,9 +93,11 @@ class ReportResponse(BaseModel):
 
 
 class CompleteRequest(_Body):
-    worker_id: int
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=True)  # NaN gets a clear message
+
+    worker_id: Id
     values: list[float] = Field(min_length=1, max_length=16)
-    user_attrs: dict[str, Any] = Field(default_factory=dict)
+    user_attrs: JSONObject = Field(default_factory=dict)
 
     @field_validator("values")
     @classmethod
@@ -104,13 +111,13 @@ class CompleteRequest(_Body):
 
 
 class UserAttrsRequest(_Body):
-    worker_id: int
-    user_attrs: dict[str, Any] = Field(min_length=1)
+    worker_id: Id
+    user_attrs: JSONObject = Field(min_length=1)
 
 
 class ReleaseRequest(_Body):
-    worker_id: int
-    reason: str = Field(default="worker shutting down", min_length=1, max_length=4096)
+    worker_id: Id
+    reason: SafeText = Field(default="worker shutting down", min_length=1, max_length=4096)
 
 
 class ArtifactRead(BaseModel):
@@ -120,6 +127,6 @@ class ArtifactRead(BaseModel):
 
 
 class FailRequest(_Body):
-    worker_id: int
-    reason: str = Field(min_length=1, max_length=65_536)
-    user_attrs: dict[str, Any] = Field(default_factory=dict)
+    worker_id: Id
+    reason: SafeText = Field(min_length=1, max_length=65_536)
+    user_attrs: JSONObject = Field(default_factory=dict)

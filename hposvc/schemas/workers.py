@@ -6,14 +6,16 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hposvc.schemas.common import SafeText
+
 
 class WorkerRegister(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=128)
-    host: str = Field(min_length=1, max_length=255)
+    name: SafeText = Field(min_length=1, max_length=128)
+    host: SafeText = Field(min_length=1, max_length=255)
     slots: int = Field(default=1, ge=1, le=1024)
-    devices: list[str] = Field(default_factory=list, max_length=256)
+    devices: list[SafeText] = Field(default_factory=list, max_length=256)
 
 
 class WorkerRegistered(BaseModel):

@@ -16,7 +16,7 @@ from hposvc.errors import AlreadyExistsError, InvalidRequestError, InvalidStateE
 from hposvc.samplers import StudyCaches, validate_spec
 from hposvc.samplers.pareto import pareto_front
 from hposvc.schemas.common import Page
-from hposvc.schemas.search_space import contains
+from hposvc.schemas.search_space import contains, is_active
 from hposvc.schemas.studies import EnqueueRequest, StudyRead, StudySpec, StudySummary
 from hposvc.schemas.trials import TrialRead
 from hposvc.services.artifacts import ArtifactStore
@@ -204,6 +204,16 @@ def enqueue_trial(
                 raise InvalidRequestError(f"params.{key}: not in the search space")
             if not contains(space[key], value):
                 raise InvalidRequestError(f"params.{key}: {value!r} is outside its range")
+        if d.spec.sampler.name == "grid":
+            missing = [
+                name
+                for name, param in d.spec.search_space.ordered()
+                if is_active(param, body.params) and name not in body.params
+            ]
+            if missing:
+                raise InvalidRequestError(
+                    f"params: a grid study needs every active parameter; missing {missing}"
+                )
         if d.study.state in (StudyState.COMPLETED.value, StudyState.STOPPED.value):
             raise InvalidStateError(f"study {name!r} is {d.study.state}")
         trial = Trial(

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
-from hposvc.api.deps import ArtifactsDep, DatabaseDep
-from hposvc.schemas.common import ErrorResponse
+from hposvc.api.deps import ArtifactsDep, DatabaseDep, TrialId
+from hposvc.schemas.common import MAX_ID, ErrorResponse
 from hposvc.schemas.trials import ArtifactRead
 from hposvc.services import artifacts
 
@@ -35,9 +35,9 @@ ERRORS = {
     },
 )
 async def upload_artifact(
-    trial_id: int,
+    trial_id: TrialId,
     kind: Kind,
-    worker_id: Annotated[int, Query()],
+    worker_id: Annotated[int, Query(ge=1, le=MAX_ID)],
     request: Request,
     db: DatabaseDep,
     store: ArtifactsDep,
@@ -55,7 +55,7 @@ async def upload_artifact(
     response_class=FileResponse,
 )
 def download_artifact(
-    trial_id: int, kind: Kind, db: DatabaseDep, store: ArtifactsDep
+    trial_id: TrialId, kind: Kind, db: DatabaseDep, store: ArtifactsDep
 ) -> FileResponse:
     """Download a trial's checkpoint (a retry gets its earlier attempt's) or final model."""
     path = artifacts.find(db=db, store=store, trial_id=trial_id, kind=kind)

@@ -14,7 +14,7 @@ from hposvc.api.deps import ArtifactsDep, CachesDep, DatabaseDep
 from hposvc.api.errors import describe_validation_errors
 from hposvc.domain.states import StudyState, TrialState
 from hposvc.errors import InvalidRequestError
-from hposvc.schemas.common import ErrorResponse, Page
+from hposvc.schemas.common import MAX_ID, ErrorResponse, Page
 from hposvc.schemas.studies import (
     EnqueueRequest,
     StudyAction,
@@ -76,7 +76,7 @@ def list_studies(
     db: DatabaseDep,
     state: StudyState | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> Page[StudyRead]:
     """List studies, newest first."""
     return studies.list_studies(db=db, state=state, limit=limit, offset=offset)
@@ -125,7 +125,7 @@ def list_trials(
     sort: Literal["number", "value", "state", "created_at", "finished_at"] = "number",
     order: Literal["asc", "desc"] = "asc",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> Page[TrialRead]:
     """A study's trials, filtered by state, sorted by any column."""
     return trials.list_trials(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from hposvc.api.deps import CachesDep, DatabaseDep
+from hposvc.api.deps import CachesDep, DatabaseDep, TrialId
 from hposvc.schemas.common import ErrorResponse
 from hposvc.schemas.trials import (
     ClaimedTrial,
@@ -53,7 +53,7 @@ def claim_trial(body: ClaimRequest, db: DatabaseDep, caches: CachesDep) -> Claim
 
 @router.post("/{trial_id}/report", responses=WORKER_ERRORS)
 def report(
-    trial_id: int, body: ReportRequest, db: DatabaseDep, caches: CachesDep
+    trial_id: TrialId, body: ReportRequest, db: DatabaseDep, caches: CachesDep
 ) -> ReportResponse:
     """Report an intermediate value; the answer says whether to prune now."""
     return trials.report(db=db, caches=caches, trial_id=trial_id, body=body)
@@ -61,33 +61,35 @@ def report(
 
 @router.post("/{trial_id}/complete", responses=WORKER_ERRORS)
 def complete(
-    trial_id: int, body: CompleteRequest, db: DatabaseDep, caches: CachesDep
+    trial_id: TrialId, body: CompleteRequest, db: DatabaseDep, caches: CachesDep
 ) -> TrialRead:
     """Finish a trial with its objective values."""
     return trials.complete(db=db, caches=caches, trial_id=trial_id, body=body)
 
 
 @router.post("/{trial_id}/fail", responses=WORKER_ERRORS)
-def fail(trial_id: int, body: FailRequest, db: DatabaseDep, caches: CachesDep) -> TrialRead:
+def fail(trial_id: TrialId, body: FailRequest, db: DatabaseDep, caches: CachesDep) -> TrialRead:
     """Mark a trial failed with the reason (retried within the study's budget)."""
     return trials.fail(db=db, caches=caches, trial_id=trial_id, body=body)
 
 
 @router.post("/{trial_id}/user-attrs", responses=WORKER_ERRORS)
 def set_user_attrs(
-    trial_id: int, body: UserAttrsRequest, db: DatabaseDep, caches: CachesDep
+    trial_id: TrialId, body: UserAttrsRequest, db: DatabaseDep, caches: CachesDep
 ) -> TrialRead:
     """Merge user attributes into a trial this worker holds or ran (metrics of a pruned one)."""
     return trials.set_user_attrs(db=db, caches=caches, trial_id=trial_id, body=body)
 
 
 @router.post("/{trial_id}/release", responses=WORKER_ERRORS)
-def release(trial_id: int, body: ReleaseRequest, db: DatabaseDep, caches: CachesDep) -> TrialRead:
+def release(
+    trial_id: TrialId, body: ReleaseRequest, db: DatabaseDep, caches: CachesDep
+) -> TrialRead:
     """Hand a trial back (worker shutting down): it runs again from its last checkpoint."""
     return trials.release(db=db, caches=caches, trial_id=trial_id, body=body)
 
 
 @router.get("/{trial_id}", responses={404: {"model": ErrorResponse}})
-def get_trial(trial_id: int, db: DatabaseDep) -> TrialDetail:
+def get_trial(trial_id: TrialId, db: DatabaseDep) -> TrialDetail:
     """A trial with its intermediate values."""
     return trials.get_trial(db=db, trial_id=trial_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from hposvc.api.deps import DatabaseDep
+from hposvc.api.deps import DatabaseDep, WorkerId
 from hposvc.schemas.common import ErrorResponse
 from hposvc.schemas.workers import HeartbeatResponse, WorkerRead, WorkerRegister, WorkerRegistered
 from hposvc.services import workers
@@ -19,7 +19,7 @@ def register_worker(body: WorkerRegister, db: DatabaseDep) -> WorkerRegistered:
 
 
 @router.post("/{worker_id}/heartbeat", responses={404: {"model": ErrorResponse}})
-def heartbeat(worker_id: int, db: DatabaseDep) -> HeartbeatResponse:
+def heartbeat(worker_id: WorkerId, db: DatabaseDep) -> HeartbeatResponse:
     """Keep a worker and the leases of its running trials alive."""
     return workers.heartbeat(db=db, worker_id=worker_id)
 
