@@ -1,13 +1,43 @@
-"""Evaluation metrics (scikit-learn) from model outputs."""
+"""Evaluation metrics of one split, from torchmetrics' functional API on the device.
+
+The values are scikit-learn's (tests compare them):
+
+- accuracy: ``accuracy_score``.
+- precision, recall, f1: two classes, those of the positive class (class id 1; sklearn's
+  ``average="binary"``); more classes, ``average="macro"`` over the classes that occur in the
+  targets or the predictions (sklearn's default ``labels``). A zero division gives 0
+  (``zero_division=0``): a class that is predicted but absent from the targets scores 0.
+- roc_auc: ``roc_auc_score`` (binary; one-vs-rest macro for more classes), exact (no
+  thresholds binning). NaN when a class is absent from the targets, where sklearn refuses:
+  an average over the classes present would change the metric's meaning silently.
+- mse, rmse, mae, r2: ``mean_squared_error`` etc. in the original units of the target; r2 is
+  scale-free, so it is computed in the standardized units (torchmetrics' tolerance for a
+  constant target is absolute). NaN with fewer than two rows.
+
+The tensors stay on their device: what reaches the host is one flag (is every class in the
+targets?) and the final scalars, in one copy. torchmetrics' exact ROC curve has data-dependent
+shapes, so on CUDA it syncs internally too; all of it once per split and epoch, never per batch.
+Cost on digits (360 validation rows, 10 classes, CPU): ~1.3 ms, ~0.7 ms of it roc_auc.
+"""
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
-from scipy.stats import rankdata
-from sklearn import metrics as skm
+from torchmetrics.functional.classification import (
+    binary_accuracy,
+    binary_auroc,
+    binary_f1_score,
+    binary_precision,
+    binary_recall,
+    multiclass_accuracy,
+    multiclass_auroc,
+    multiclass_f1_score,
+    multiclass_precision,
+    multiclass_recall,
+)
+from torchmetrics.functional.regression import mean_absolute_error, mean_squared_error, r2_score
 
 
 def compute_metrics(
@@ -31,69 +61,66 @@ def compute_metrics(
         target_std: std the regression targets were standardized with.
 
     Returns:
-        accuracy, precision, recall, f1 (macro), roc_auc (scikit-learn's definitions); or
-        mse, rmse, mae, r2 (in the
-        original units of the target). A metric that is undefined on this split is NaN.
+        accuracy, precision, recall, f1, roc_auc; or mse, rmse, mae, r2 (see the module
+        docstring for the definitions). A metric that is undefined on this split is NaN.
     """
-    out = outputs.detach().float().cpu().numpy()
-    true = y.detach().cpu().numpy()
+    outputs = outputs.detach()
+    y = y.detach()
     if task == "regression":
-        pred = out.reshape(-1) * target_std + target_mean
-        true = true.reshape(-1) * target_std + target_mean
-        mse = float(skm.mean_squared_error(true, pred))
-        return {
-            "mse": mse,
-            "rmse": math.sqrt(mse),
-            "mae": float(skm.mean_absolute_error(true, pred)),
-            "r2": float(skm.r2_score(true, pred)) if len(true) > 1 else math.nan,
-        }
-    true = true.reshape(-1).astype(np.int64)
-    if out.shape[1] == 1:  # bce logit
-        positive = 1.0 / (1.0 + np.exp(-out[:, 0].astype(np.float64)))
-        probs = np.stack([1.0 - positive, positive], axis=1)
+        return _regression(outputs, y, target_mean, target_std)
+    return _classification(outputs, y.reshape(-1), num_classes)
+
+
+def _classification(outputs: torch.Tensor, y: torch.Tensor, num_classes: int) -> dict[str, float]:
+    # float64: a confident model saturates float32 probabilities to ties, which blur roc_auc
+    logits = outputs.to(torch.float64)
+    # sklearn refuses roc_auc when a class is absent; torchmetrics would score it 0 and warn
+    all_present = bool(torch.bincount(y, minlength=num_classes).all())  # one scalar read
+    if num_classes == 2:
+        # bce: one logit; cross entropy: two. Either way the positive class's probability,
+        # thresholded at 0.5, is the prediction (argmax for two logits)
+        positive = logits[:, 0].sigmoid() if logits.shape[1] == 1 else logits.softmax(1)[:, 1]
+        kw = {"validate_args": False}
+        values = [
+            binary_accuracy(positive, y, **kw),
+            binary_precision(positive, y, **kw),
+            binary_recall(positive, y, **kw),
+            binary_f1_score(positive, y, **kw),
+            binary_auroc(positive, y, **kw) if all_present else None,
+        ]
     else:
-        logits = out.astype(np.float64)
-        logits -= logits.max(axis=1, keepdims=True)
-        probs = np.exp(logits)
-        probs /= probs.sum(axis=1, keepdims=True)
-    pred = probs.argmax(axis=1)
-    # One confusion matrix gives accuracy and the macro scores with sklearn's definitions
-    # (zero_division=0); sklearn's own functions cost ~7 ms per call set on a 360-row split,
-    # more than a digits epoch, so the per-epoch path computes them here (tests compare).
-    confusion = np.bincount(true * num_classes + pred, minlength=num_classes**2).reshape(
-        num_classes, num_classes
+        probs = logits.softmax(1)
+        kw = {"num_classes": num_classes, "validate_args": False}
+        values = [
+            multiclass_accuracy(probs, y, average="micro", **kw),
+            multiclass_precision(probs, y, average="macro", **kw),
+            multiclass_recall(probs, y, average="macro", **kw),
+            multiclass_f1_score(probs, y, average="macro", **kw),
+            multiclass_auroc(probs, y, average="macro", **kw) if all_present else None,
+        ]
+    scores = _to_host(values)
+    return dict(zip(("accuracy", "precision", "recall", "f1", "roc_auc"), scores, strict=True))
+
+
+def _regression(
+    outputs: torch.Tensor, y: torch.Tensor, target_mean: float, target_std: float
+) -> dict[str, float]:
+    standardized_pred = outputs.reshape(-1).to(torch.float64)
+    standardized_true = y.reshape(-1).to(torch.float64)
+    pred = standardized_pred * target_std + target_mean
+    true = standardized_true * target_std + target_mean
+    mse, mae, r2 = _to_host(
+        [
+            mean_squared_error(pred, true),
+            mean_absolute_error(pred, true),
+            r2_score(standardized_pred, standardized_true) if len(true) > 1 else None,
+        ]
     )
-    hits = np.diag(confusion).astype(np.float64)
-    predicted = confusion.sum(axis=0)
-    actual = confusion.sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        precision = np.where(predicted > 0, hits / predicted, 0.0)
-        recall = np.where(actual > 0, hits / actual, 0.0)
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    return {
-        "accuracy": float(hits.sum() / max(1, len(true))),
-        "precision": float(precision.mean()),
-        "recall": float(recall.mean()),
-        "f1": float(f1.mean()),
-        "roc_auc": roc_auc(true, probs, num_classes),
-    }
+    return {"mse": mse, "rmse": math.sqrt(mse), "mae": mae, "r2": r2}
 
 
-def roc_auc(true: np.ndarray, probs: np.ndarray, num_classes: int) -> float:
-    """ROC-AUC as sklearn's roc_auc_score (binary; macro one-vs-rest for more classes).
-
-    Uses the rank (Mann-Whitney U) form with average ranks for ties, which equals the area
-    under the ROC curve. NaN when a class is missing from ``true``.
-    """
-    counts = np.bincount(true, minlength=num_classes)
-    if (counts == 0).any():
-        return math.nan
-    columns = [1] if num_classes == 2 else range(num_classes)
-    areas = []
-    for c in columns:
-        ranks = rankdata(probs[:, c])
-        positive = true == c
-        n_pos = int(positive.sum())
-        n_neg = len(true) - n_pos
-        areas.append((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-    return float(np.mean(areas))
+def _to_host(values: list[torch.Tensor | None]) -> list[float]:
+    """The scalars in one device-to-host copy; None (undefined) becomes NaN."""
+    defined = [v for v in values if v is not None]
+    host = iter(torch.stack(defined).to(torch.float64).tolist()) if defined else iter(())
+    return [next(host) if v is not None else math.nan for v in values]
