@@ -14,10 +14,13 @@ from hposvc import __version__
 from hposvc.api.errors import install_error_handlers
 from hposvc.api.limits import BodySizeLimit
 from hposvc.api.router import api_router, health_router
+from hposvc.dashboard.routes import router as dashboard_router
+from hposvc.dashboard.routes import static_files
 from hposvc.db.migrate import upgrade
 from hposvc.db.session import Database
 from hposvc.samplers import StudyCaches
 from hposvc.services.artifacts import ArtifactStore
+from hposvc.services.charts import ChartCache
 from hposvc.services.leases import expire_all
 from hposvc.settings import Settings
 
@@ -57,6 +60,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
         db = Database(settings.database_url)
         app.state.db = db
         app.state.caches = StudyCaches()
+        app.state.charts = ChartCache()
         app.state.artifacts = ArtifactStore(settings.artifacts_dir, settings.max_artifact_bytes)
         sweeper = LeaseSweeper(db, app.state.caches, settings.lease_check_seconds)
         sweeper.start()
@@ -82,6 +86,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(api_router)
+    app.include_router(dashboard_router)
+    app.mount("/static", static_files, name="static")
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.max_body_bytes, exempt_paths=("/artifacts/",)
     )
