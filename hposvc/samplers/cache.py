@@ -255,6 +255,16 @@ class StudyCaches:
         self._caches: dict[int, StudyCache] = {}
         self._locks: dict[int, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._trial_study: dict[int, int] = {}
+
+    def study_of_trial(self, trial_id: int) -> int | None:
+        return self._trial_study.get(trial_id)
+
+    def remember_trial(self, trial_id: int, study_id: int) -> None:
+        self._trial_study[trial_id] = study_id
+
+    def forget_trial(self, trial_id: int) -> None:
+        self._trial_study.pop(trial_id, None)
 
     def lock(self, study_id: int) -> threading.Lock:
         with self._guard:

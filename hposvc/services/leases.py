@@ -84,15 +84,21 @@ def expire_leases_without_commit(d: Decision) -> int:
         )
     )
     for trial in expired:
-        reason = (
-            f"lease expired at {trial.lease_expires_at.isoformat()}: "  # type: ignore[union-attr]
-            f"worker {trial.worker_id} went silent"
-        )
-        logger.warning("trial %d of study %d: %s", trial.number, d.study.id, reason)
-        finish_without_commit(d, trial, TrialState.FAIL, reason=reason)
+        expire_trial_without_commit(d, trial)
     if expired:
         d.complete_if_done()
     return len(expired)
+
+
+def expire_trial_without_commit(d: Decision, trial: Trial) -> str:
+    """Fail one running trial whose lease ran out (and re-queue it). Returns the reason."""
+    reason = (
+        f"lease expired at {trial.lease_expires_at.isoformat()}: "  # type: ignore[union-attr]
+        f"worker {trial.worker_id} went silent"
+    )
+    logger.warning("trial %d of study %d: %s", trial.number, d.study.id, reason)
+    finish_without_commit(d, trial, TrialState.FAIL, reason=reason)
+    return reason
 
 
 def expire_all(*, db: Database, caches: StudyCaches) -> int:

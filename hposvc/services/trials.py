@@ -6,8 +6,9 @@ same answer. A worker that no longer holds a trial gets ``LeaseLostError`` (HTTP
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -40,8 +41,13 @@ from hposvc.schemas.trials import (
     IntermediateValue as IntermediateValueRead,
 )
 from hposvc.services.decisions import Decision, decide
-from hposvc.services.leases import expire_leases_without_commit, finish_without_commit
+from hposvc.services.leases import (
+    expire_leases_without_commit,
+    expire_trial_without_commit,
+    finish_without_commit,
+)
 
+T = TypeVar("T")
 SORTABLE = {"number", "value", "state", "created_at", "finished_at"}
 
 
@@ -134,6 +140,7 @@ def claim(
                     return _replay_claim(d, worker_id, request_id)
                 claimed = _claim_in_study(d, worker_id, request_id)
                 if claimed is not None:
+                    caches.remember_trial(claimed.id, claimed.study_id)
                     return claimed
         except NotFoundError:
             if study_name is not None:
@@ -200,23 +207,57 @@ def _claim_in_study(d: Decision, worker_id: int, request_id: str | None) -> Clai
 # -- report / complete / fail --------------------------------------------------------------
 
 
-def _study_of_trial(db: Database, trial_id: int) -> int:
+def _study_of_trial(db: Database, caches: StudyCaches, trial_id: int) -> int:
+    """The study a trial belongs to (remembered: it never changes for a trial id)."""
+    study_id = caches.study_of_trial(trial_id)
+    if study_id is not None:
+        return study_id
     with db.session() as session:
         study_id = session.scalar(select(Trial.study_id).where(Trial.id == trial_id))
     if study_id is None:
         raise NotFoundError(f"trial {trial_id} not found", code="trial_not_found")
+    caches.remember_trial(trial_id, study_id)
     return study_id
 
 
-def _held_trial(d: Decision, trial_id: int, worker_id: int) -> Trial:
-    expire_leases_without_commit(d)
-    trial = find_trial_by_id(d.session, trial_id)
-    if trial.worker_id != worker_id:
-        raise LeaseLostError(
-            f"trial {trial_id} is not held by worker {worker_id}"
-            + (f" (held by worker {trial.worker_id})" if trial.worker_id else "")
-        )
-    return trial
+def _on_held_trial(
+    db: Database,
+    caches: StudyCaches,
+    trial_id: int,
+    worker_id: int,
+    action: Callable[[Decision, Trial], T],
+) -> T:
+    """Run ``action`` on a trial the worker holds, inside its study's decision.
+
+    A lease that ran out is expired here (and committed) before the worker hears 409.
+
+    Raises:
+        NotFoundError: unknown trial.
+        LeaseLostError: another worker holds the trial, or its lease ran out.
+    """
+    for attempt in range(2):
+        study_id = _study_of_trial(db, caches, trial_id)
+        expired: str | None = None
+        with decide(db=db, caches=caches, study_id=study_id) as d:
+            trial = d.session.get(Trial, trial_id)
+            if trial is None or trial.study_id != study_id:
+                caches.forget_trial(trial_id)  # its study was deleted; the id may be reused
+                if attempt == 0:
+                    continue
+                raise NotFoundError(f"trial {trial_id} not found", code="trial_not_found")
+            if trial.worker_id != worker_id:
+                raise LeaseLostError(
+                    f"trial {trial_id} is not held by worker {worker_id}"
+                    + (f" (held by worker {trial.worker_id})" if trial.worker_id else "")
+                )
+            lease = trial.lease_expires_at
+            if trial.state == TrialState.RUNNING.value and lease is not None and lease < d.now:
+                expired = expire_trial_without_commit(d, trial)
+                d.complete_if_done()
+            else:
+                return action(d, trial)
+        raise LeaseLostError(f"trial {trial_id}: {expired}")
+    raise NotFoundError(f"trial {trial_id} not found", code="trial_not_found")
 
 
 def report(
@@ -228,9 +269,8 @@ def report(
         NotFoundError: unknown trial.
         LeaseLostError: the worker does not hold the trial (its lease expired, or it finished).
     """
-    study_id = _study_of_trial(db, trial_id)
-    with decide(db=db, caches=caches, study_id=study_id) as d:
-        trial = _held_trial(d, trial_id, body.worker_id)
+
+    def act(d: Decision, trial: Trial) -> ReportResponse:
         if trial.state == TrialState.PRUNED.value:
             return ReportResponse(should_prune=True)
         if trial.state != TrialState.RUNNING.value:
@@ -245,7 +285,8 @@ def report(
             d.session.add(existing)
         existing.value = body.value
         existing.should_prune = result.should_prune
-        trial.system_attrs = result.system_attrs
+        if result.system_attrs != trial.system_attrs:
+            trial.system_attrs = result.system_attrs
         trial.last_step = max(trial.last_step or 0, body.step)
         trial.lease_expires_at = d.now + timedelta(seconds=d.spec.budget.lease_seconds)
         if result.should_prune:
@@ -253,6 +294,8 @@ def report(
             finish_without_commit(d, trial, TrialState.PRUNED, values=[body.value])
         d.touch(trial)
         return ReportResponse(should_prune=result.should_prune)
+
+    return _on_held_trial(db, caches, trial_id, body.worker_id, act)
 
 
 def complete(
@@ -266,14 +309,13 @@ def complete(
         LeaseLostError: the worker does not hold the trial any more.
         InvalidStateError: the trial already finished with other values.
     """
-    study_id = _study_of_trial(db, trial_id)
-    with decide(db=db, caches=caches, study_id=study_id) as d:
+
+    def act(d: Decision, trial: Trial) -> TrialRead:
         n = len(d.spec.objectives)
         if len(body.values) != n:
             raise InvalidRequestError(
                 f"values: the study has {n} objective(s), got {len(body.values)} values"
             )
-        trial = _held_trial(d, trial_id, body.worker_id)
         if trial.state == TrialState.COMPLETE.value:
             if trial.values != body.values:
                 raise InvalidStateError(f"trial {trial_id} already completed with other values")
@@ -293,6 +335,8 @@ def complete(
         d.complete_if_done()
         return trial_read(trial, d.study.name)
 
+    return _on_held_trial(db, caches, trial_id, body.worker_id, act)
+
 
 def fail(*, db: Database, caches: StudyCaches, trial_id: int, body: FailRequest) -> TrialRead:
     """Mark a trial failed; within the study's retry budget its parameters run again.
@@ -302,9 +346,8 @@ def fail(*, db: Database, caches: StudyCaches, trial_id: int, body: FailRequest)
         LeaseLostError: the worker does not hold the trial any more.
         InvalidStateError: the trial already completed.
     """
-    study_id = _study_of_trial(db, trial_id)
-    with decide(db=db, caches=caches, study_id=study_id) as d:
-        trial = _held_trial(d, trial_id, body.worker_id)
+
+    def act(d: Decision, trial: Trial) -> TrialRead:
         if trial.state in (TrialState.FAIL.value, TrialState.PRUNED.value):
             return trial_read(trial, d.study.name)
         if trial.state != TrialState.RUNNING.value:
@@ -316,6 +359,8 @@ def fail(*, db: Database, caches: StudyCaches, trial_id: int, body: FailRequest)
         d.complete_if_done()
         return trial_read(trial, d.study.name)
 
+    return _on_held_trial(db, caches, trial_id, body.worker_id, act)
+
 
 def set_user_attrs(
     *, db: Database, caches: StudyCaches, trial_id: int, body: UserAttrsRequest
@@ -326,14 +371,15 @@ def set_user_attrs(
         NotFoundError: unknown trial.
         LeaseLostError: another worker holds the trial, or its lease expired.
     """
-    study_id = _study_of_trial(db, trial_id)
-    with decide(db=db, caches=caches, study_id=study_id) as d:
-        trial = _held_trial(d, trial_id, body.worker_id)
+
+    def act(d: Decision, trial: Trial) -> TrialRead:
         merged = {**trial.user_attrs, **body.user_attrs}
         if merged != trial.user_attrs:
             trial.user_attrs = merged
             d.touch(trial)
         return trial_read(trial, d.study.name)
+
+    return _on_held_trial(db, caches, trial_id, body.worker_id, act)
 
 
 def release(
@@ -346,9 +392,8 @@ def release(
         NotFoundError: unknown trial.
         LeaseLostError: the worker does not hold the trial any more.
     """
-    study_id = _study_of_trial(db, trial_id)
-    with decide(db=db, caches=caches, study_id=study_id) as d:
-        trial = _held_trial(d, trial_id, body.worker_id)
+
+    def act(d: Decision, trial: Trial) -> TrialRead:
         if trial.state != TrialState.RUNNING.value:
             if trial.state == TrialState.FAIL.value:
                 return trial_read(trial, d.study.name)
@@ -356,6 +401,8 @@ def release(
         reason = f"handed back by worker {body.worker_id}: {body.reason}"
         finish_without_commit(d, trial, TrialState.FAIL, reason=reason, requeue=True)
         return trial_read(trial, d.study.name)
+
+    return _on_held_trial(db, caches, trial_id, body.worker_id, act)
 
 
 # -- reads ---------------------------------------------------------------------------------

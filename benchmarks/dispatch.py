@@ -1,0 +1,238 @@
+"""Dispatch throughput and latency: hposvc over HTTP against plain Optuna with RDBStorage.
+
+K worker processes loop claim -> 10 reports -> complete (an instant objective) against a
+real ``hposvc server``; in the same run, K processes loop ask -> 10 x (report + should_prune)
+-> tell on Optuna's RDBStorage on the same kind of database, with the same sampler and pruner.
+
+    .venv/bin/python benchmarks/dispatch.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import time
+from collections import Counter
+from typing import Any
+
+import httpx
+
+from benchmarks.common import database, machine, percentiles, server, write_section
+
+STEPS = 10
+GRID_A, GRID_B = 10, 10
+
+
+def _space_spec(sampler: str) -> dict[str, Any]:
+    if sampler == "grid":
+        return {
+            "a": {"type": "int", "low": 0, "high": GRID_A - 1},
+            "b": {"type": "int", "low": 0, "high": GRID_B - 1},
+        }
+    return {
+        "a": {"type": "float", "low": 0.0, "high": 1.0},
+        "b": {"type": "float", "low": 0.0, "high": 1.0},
+    }
+
+
+def _value(a: float, b: float, step: int) -> float:
+    return (a - 0.3) ** 2 + (b - 0.6) ** 2 + 1.0 / step
+
+
+# -- hposvc -------------------------------------------------------------------------------
+
+
+def _service_worker(url: str, index: int, out: Any) -> None:
+    lat: dict[str, list[float]] = {"claim": [], "report": [], "complete": []}
+    points = []
+    with httpx.Client(base_url=f"{url}/api/v1", timeout=120) as http:
+        worker = http.post("/workers", json={"name": f"bench-{index}", "host": "bench"}).json()[
+            "id"
+        ]
+        while True:
+            t0 = time.perf_counter()
+            r = http.post("/trials/claim", json={"worker_id": worker})
+            lat["claim"].append(time.perf_counter() - t0)
+            if r.status_code == 204:
+                break
+            trial = r.json()
+            a, b = trial["params"]["a"], trial["params"]["b"]
+            points.append((a, b))
+            for step in range(1, STEPS + 1):
+                t0 = time.perf_counter()
+                pruned = http.post(
+                    f"/trials/{trial['id']}/report",
+                    json={"worker_id": worker, "step": step, "value": _value(a, b, step)},
+                ).json()["should_prune"]
+                lat["report"].append(time.perf_counter() - t0)
+                if pruned:
+                    break
+            else:
+                t0 = time.perf_counter()
+                http.post(
+                    f"/trials/{trial['id']}/complete",
+                    json={"worker_id": worker, "values": [_value(a, b, STEPS)]},
+                )
+                lat["complete"].append(time.perf_counter() - t0)
+    out.put((lat, points))
+
+
+def run_service(db_kind: str, sampler: str, k: int, n_trials: int) -> dict[str, Any]:
+    with database(db_kind) as url, server(url) as base:
+        spec = {
+            "name": "bench",
+            "objectives": [{"name": "loss", "direction": "minimize"}],
+            "search_space": _space_spec(sampler),
+            "sampler": {"name": sampler, "seed": 1},
+            "pruner": {"name": "median", "options": {"n_startup_trials": 5}},
+            "budget": {"max_trials": n_trials, "lease_seconds": 600},
+        }
+        assert httpx.post(f"{base}/api/v1/studies", json=spec).status_code == 201
+        return _run_processes(_service_worker, base, k, ("claim", "report", "complete"))
+
+
+# -- plain Optuna -------------------------------------------------------------------------
+
+
+def _optuna_sampler(name: str) -> Any:
+    import optuna
+
+    if name == "grid":
+        return optuna.samplers.GridSampler({"a": list(range(GRID_A)), "b": list(range(GRID_B))})
+    if name == "tpe":
+        return optuna.samplers.TPESampler()
+    return optuna.samplers.RandomSampler()
+
+
+def _optuna_worker(args: tuple[str, str, int], _index: int, out: Any) -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    url, sampler_name, per_worker = args
+    study = optuna.load_study(
+        study_name="bench",
+        storage=url,
+        sampler=_optuna_sampler(sampler_name),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=5),
+    )
+    lat: dict[str, list[float]] = {"ask": [], "report": [], "tell": []}
+    points = []
+    for _ in range(per_worker):
+        t0 = time.perf_counter()
+        trial = study.ask()
+        if sampler_name == "grid":
+            a = trial.suggest_int("a", 0, GRID_A - 1)
+            b = trial.suggest_int("b", 0, GRID_B - 1)
+        else:
+            a = trial.suggest_float("a", 0.0, 1.0)
+            b = trial.suggest_float("b", 0.0, 1.0)
+        lat["ask"].append(time.perf_counter() - t0)
+        points.append((a, b))
+        state = optuna.trial.TrialState.COMPLETE
+        for step in range(1, STEPS + 1):
+            t0 = time.perf_counter()
+            trial.report(_value(a, b, step), step)
+            pruned = trial.should_prune()
+            lat["report"].append(time.perf_counter() - t0)
+            if pruned:
+                state = optuna.trial.TrialState.PRUNED
+                break
+        t0 = time.perf_counter()
+        if state == optuna.trial.TrialState.PRUNED:
+            study.tell(trial, state=state)
+        else:
+            study.tell(trial, _value(a, b, STEPS))
+        lat["tell"].append(time.perf_counter() - t0)
+    out.put((lat, points))
+
+
+def run_optuna(db_kind: str, sampler: str, k: int, n_trials: int) -> dict[str, Any]:
+    import optuna
+
+    with database(db_kind) as url:
+        storage = optuna.storages.RDBStorage(url.replace("+psycopg", "+psycopg"))
+        optuna.create_study(study_name="bench", storage=storage)
+        del storage
+        per_worker = max(1, n_trials // k)
+        return _run_processes(
+            _optuna_worker, (url, sampler, per_worker), k, ("ask", "report", "tell")
+        )
+
+
+# -- shared -------------------------------------------------------------------------------
+
+
+def _run_processes(target: Any, arg: Any, k: int, kinds: tuple[str, ...]) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=target, args=(arg, i, out)) for i in range(k)]
+    start = time.perf_counter()
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=900) for _ in procs]
+    elapsed = time.perf_counter() - start
+    for p in procs:
+        p.join()
+    lat = {kind: [x for r in results for x in r[0][kind]] for kind in kinds}
+    points = [p for r in results for p in r[1]]
+    duplicates = sum(c - 1 for c in Counter(points).values())
+    return {
+        "trials": len(points),
+        "seconds": elapsed,
+        "rate": len(points) / elapsed,
+        "latency": {kind: percentiles(v) for kind, v in lat.items()},
+        "duplicates": duplicates,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer trials (minutes, not hours)")
+    parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--samplers", default="random,grid,tpe")
+    parser.add_argument("--workers", default="1,4,16")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args()
+    n_trials = 100 if args.quick else 500
+    rows = []
+    for db_kind in args.databases.split(","):
+        for sampler in args.samplers.split(","):
+            for k in (int(x) for x in args.workers.split(",")):
+                n = GRID_A * GRID_B if sampler == "grid" else n_trials
+                svc = run_service(db_kind, sampler, k, n)
+                opt = run_optuna(db_kind, sampler, k, n)
+                row = (
+                    f"| {db_kind} | {sampler} | {k} | {svc['rate']:.1f} | {opt['rate']:.1f} | "
+                    f"**{svc['rate'] / opt['rate']:.1f}×** | "
+                    + " / ".join(
+                        f"{p50:.1f}/{p95:.1f}/{p99:.1f}"
+                        for p50, p95, p99 in svc["latency"].values()
+                    )
+                    + " | "
+                    + " / ".join(
+                        f"{p50:.1f}/{p95:.1f}/{p99:.1f}"
+                        for p50, p95, p99 in opt["latency"].values()
+                    )
+                    + f" | {svc['duplicates']} / {opt['duplicates']} |"
+                )
+                print(row, flush=True)  # noqa: T201
+                rows.append(row)
+    header = (
+        "| database | sampler | K | hposvc trials/s | Optuna trials/s | ratio | hposvc claim / "
+        "report / complete ms (p50/p95/p99) | Optuna ask / report+should_prune / tell ms "
+        "(p50/p95/p99) | duplicate points hposvc / Optuna |\n|---|---|---|---|---|---|---|---|---|"
+    )
+    body = (
+        f"Command: `.venv/bin/python benchmarks/dispatch.py{' --quick' if args.quick else ''}`  \n"
+        f"Machine: {machine()}  \n"
+        f"Each trial: claim, {STEPS} reports (median pruner, 5 startup trials), complete, "
+        f"instant objective; {n_trials} trials per run (grid: {GRID_A * GRID_B} points). "
+        "Optuna: one `load_study` per process (its own sampler instance, default seed), "
+        "RDBStorage on the same kind of database.\n\n" + header + "\n" + "\n".join(rows)
+    )
+    if not args.no_write:
+        write_section("Dispatch throughput and latency", body)
+
+
+if __name__ == "__main__":
+    main()
