@@ -125,43 +125,38 @@ class Worker(Base):
     last_heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+def _find_one(session: Session, query: Any, for_update: bool, missing: str, code: str) -> Any:
+    if for_update:
+        query = query.with_for_update()
+    row = session.scalars(query).one_or_none()
+    if row is None:
+        raise NotFoundError(missing, code=code)
+    return row
+
+
 def find_study_by_name(session: Session, name: str, *, for_update: bool = False) -> Study:
     """The study called ``name``; with ``for_update`` its row is locked (PostgreSQL).
 
     Raises:
         NotFoundError: no such study.
     """
+    missing = f"study {name!r} not found"
     if not _STUDY_NAME.fullmatch(name):  # cannot exist; never send such text to the database
-        raise NotFoundError(f"study {name!r} not found", code="study_not_found")
+        raise NotFoundError(missing, code="study_not_found")
     query = select(Study).where(Study.name == name)
-    if for_update:
-        query = query.with_for_update()
-    study = session.scalars(query).one_or_none()
-    if study is None:
-        raise NotFoundError(f"study {name!r} not found", code="study_not_found")
-    return study
+    return _find_one(session, query, for_update, missing, "study_not_found")
 
 
 def find_study_by_id(session: Session, study_id: int, *, for_update: bool = False) -> Study:
     """Raises: NotFoundError."""
     query = select(Study).where(Study.id == study_id)
-    if for_update:
-        query = query.with_for_update()
-    study = session.scalars(query).one_or_none()
-    if study is None:
-        raise NotFoundError(f"study {study_id} not found", code="study_not_found")
-    return study
+    return _find_one(session, query, for_update, f"study {study_id} not found", "study_not_found")
 
 
 def find_trial_by_id(session: Session, trial_id: int, *, for_update: bool = False) -> Trial:
     """Raises: NotFoundError."""
     query = select(Trial).where(Trial.id == trial_id)
-    if for_update:
-        query = query.with_for_update()
-    trial = session.scalars(query).one_or_none()
-    if trial is None:
-        raise NotFoundError(f"trial {trial_id} not found", code="trial_not_found")
-    return trial
+    return _find_one(session, query, for_update, f"trial {trial_id} not found", "trial_not_found")
 
 
 def find_worker_by_id(session: Session, worker_id: int) -> Worker:

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from hposvc.api.deps import CachesDep, DatabaseDep
 from hposvc.domain.states import TrialState
-from hposvc.schemas.common import ErrorResponse, Page
+from hposvc.schemas.common import MAX_ID, ErrorResponse, Page
 from hposvc.schemas.trials import TrialRead
 from hposvc.services import trial_table
 from hposvc.services.charts import ChartCache, get_chart
@@ -51,7 +51,7 @@ def trials_table(
     sort: str = "number",
     order: Literal["asc", "desc"] = "asc",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> Page[TrialRead]:
     """A page of trials sorted by any column (params.NAME, values.I, duration, worker_id...)."""
     return trial_table.table_page(
