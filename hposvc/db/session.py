@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import Connection, create_engine, event
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -62,6 +62,22 @@ class Database:
             raise
         finally:
             session.close()
+
+    @contextmanager
+    def connection(self, *, write: bool = False) -> Iterator[Connection]:
+        """One transaction on a plain connection, for hot paths written in Core statements.
+
+        Raises:
+            StorageError: the database failed.
+        """
+        engine = self._write_engine if write else self.engine
+        try:
+            with engine.begin() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise StorageError(f"database unavailable: {exc.orig}") from exc
+        except SQLAlchemyError as exc:
+            raise StorageError(f"database error: {exc}") from exc
 
     def dispose(self) -> None:
         self.engine.dispose()

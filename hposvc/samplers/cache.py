@@ -228,6 +228,12 @@ class StudyCache:
         prune = bool(self.study.pruner.prune(self.study, self.storage.get_trial(number)))
         return PruneResult(prune, dict(self.storage.get_trial(number).system_attrs))
 
+    def intermediate_value(self, number: int, step: int) -> float | None:
+        return self.storage.get_trial(number).intermediate_values.get(step)
+
+    def system_attrs(self, number: int) -> dict[str, Any]:
+        return dict(self.storage.get_trial(number).system_attrs)
+
     def finish(self, number: int, state: TrialState, values: list[float] | None) -> None:
         """Apply a trial's final state, as the database now holds it."""
         ft = self.storage.get_trial(number)

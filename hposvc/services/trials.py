@@ -46,6 +46,7 @@ from hposvc.services.leases import (
     expire_trial_without_commit,
     finish_without_commit,
 )
+from hposvc.services.reports import fast_report
 
 T = TypeVar("T")
 SORTABLE = {"number", "value", "state", "created_at", "finished_at"}
@@ -269,6 +270,14 @@ def report(
         NotFoundError: unknown trial.
         LeaseLostError: the worker does not hold the trial (its lease expired, or it finished).
     """
+    study_id = _study_of_trial(db, caches, trial_id)
+    fast = fast_report(db=db, caches=caches, study_id=study_id, trial_id=trial_id, body=body)
+    if fast is not None:
+        answer, pruned = fast
+        if pruned:  # a finished trial may complete the study: that is the general path's call
+            with decide(db=db, caches=caches, study_id=study_id) as d:
+                d.complete_if_done()
+        return answer
 
     def act(d: Decision, trial: Trial) -> ReportResponse:
         if trial.state == TrialState.PRUNED.value:

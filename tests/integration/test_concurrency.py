@@ -1,8 +1,9 @@
 """Many claimers over real HTTP against real ``hposvc server`` processes.
 
-Each claimer loops claim -> complete until the server has no work. What must hold: exactly
-one trial per grid point, no duplicates, no errors, the study completed. The throughput is
-printed (run with -s to see it) for the issue notes; it is not asserted.
+Each claimer loops claim -> 2 reports -> complete until the server has no work. What must
+hold: exactly one trial per grid point, no duplicates, no lost report, no errors, the study
+completed. The throughput is printed (run with -s to see it) for the issue notes; it is not
+asserted.
 """
 
 from __future__ import annotations
@@ -36,6 +37,14 @@ def _claimer(base_urls: list[str], index: int, seen: list[tuple], errors: list[s
                 return
             trial = r.json()
             seen.append((trial["params"]["a"], trial["params"]["b"], trial["number"]))
+            for step in (1, 2):
+                r = http.post(
+                    f"/api/v1/trials/{trial['id']}/report",
+                    json={"worker_id": worker, "step": step, "value": step * 0.5},
+                )
+                if r.status_code != 200 or r.json()["should_prune"]:
+                    errors.append(f"report {r.status_code}: {r.text}")
+                    return
             r = http.post(
                 f"/api/v1/trials/{trial['id']}/complete",
                 json={"worker_id": worker, "values": [trial["params"]["a"] * 0.1]},
@@ -70,6 +79,8 @@ def _check(urls: list[str], seen: list[tuple], errors: list[str]) -> None:
     study = httpx.get(f"{urls[0]}/api/v1/studies/grid").json()
     assert study["state"] == "completed"
     assert study["counts"]["complete"] == N_POINTS
+    trials = httpx.get(f"{urls[-1]}/api/v1/studies/grid/trials", params={"limit": 1000}).json()
+    assert all(t["last_step"] == 2 for t in trials["items"])  # every report was kept
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ router = APIRouter(prefix="/studies", tags=["charts"])
 ERRORS = {404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}}
 
 
-def _charts(request: Request) -> ChartCache:
+async def _charts(request: Request) -> ChartCache:
     return request.app.state.charts
 
 
