@@ -81,6 +81,8 @@ def run_demo(
             name,
             "--exit-when-idle",
             "3",
+            "--log-level",
+            "WARNING",
         ],
     )
     started = time.monotonic()
