@@ -1,0 +1,396 @@
+"""Worker overhead: a slot's idle time around trials, and the share of wall time not training.
+
+Part 1 (idle gaps). A real ``hposvc server`` (SQLite) and a fresh ``hposvc worker --devices cpu
+--slots-per-device 1 --log-level DEBUG`` run a digits MLP study (random sampler, no pruner,
+N trials x E epochs). From the trials' server timestamps (``started_at`` = claim answered,
+``finished_at`` = complete answered), ``user_attrs.history`` (each epoch's ``train_seconds``, as
+``fit()`` times its training phase) and the slot's DEBUG log (a timestamped line after each
+epoch's validation, just before the report):
+
+- gap: complete answered -> next claim answered, on the slot;
+- start: claim answered -> end of epoch 1's validation, minus epoch 1's training phase (config,
+  dataset from the per-process cache, model build, optimizer; the first trial of a fresh slot
+  also imports the training core and loads the dataset);
+- between epochs: epoch k's log line -> epoch k+1's, minus epoch k+1's training phase (report,
+  checkpoint upload, validation);
+- end: last epoch's log line -> complete answered (last report and checkpoint, test evaluation,
+  model upload, complete).
+
+Part 2 (non-training share). The "digits MLP study shape" (T trials x 10 epochs, TPE + median
+pruner), through the service on SQLite and on PostgreSQL (server + one warm worker slot, 2
+torch threads, INFO logging), and with plain Optuna ``study.optimize`` in process (in-memory,
+SQLite RDB, PostgreSQL RDB) running the same training core (``workers.training.runner.run_trial``
+with a reporter that calls ``trial.report`` / ``trial.should_prune``), the same sampler and
+pruner objects the server builds, 2 torch threads. Non-training share = 1 - (sum of every
+epoch's training phase, ``history[].train_seconds``) / wall. Both sides start warm (training
+core imported, digits loaded once); the service's wall runs from the study's first claim to its
+last trial's end, Optuna's is ``study.optimize``.
+
+    .venv/bin/python benchmarks/worker_overhead.py [--quick] [--no-write]
+
+Target (issue): <= 3% for the service; measured there for plain Optuna: in-memory 1.6%,
+SQLite 24%, PostgreSQL 30%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import database, machine, server, write_section  # noqa: E402
+from benchmarks.short_trials import (  # noqa: E402
+    create_study,
+    fetch_trials,
+    parse_time,
+    worker_process,
+)
+
+SEARCH_SPACE = {
+    "lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+    "width": {"type": "int", "low": 16, "high": 256, "log": True},
+    "layers": {"type": "int", "low": 1, "high": 3},
+    "dropout": {"type": "float", "low": 0.0, "high": 0.5},
+}
+THREADS = 2  # one slot on this machine's cores: the worker gives it cpu_count // 1 threads
+
+
+def training(epochs: int) -> dict[str, Any]:
+    return {
+        "dataset": "digits",
+        "model": "mlp",
+        "max_epochs": epochs,
+        "batch_size": 64,
+        "objective": "val_accuracy",
+    }
+
+
+def spec(name: str, sampler: str, pruner: str, trials: int, epochs: int) -> dict[str, Any]:
+    return {
+        "name": name,
+        "objectives": [{"name": "val_accuracy", "direction": "maximize"}],
+        "search_space": SEARCH_SPACE,
+        "sampler": {"name": sampler, "seed": 1},
+        "pruner": {"name": "median", "options": {"n_startup_trials": 5}}
+        if pruner == "median"
+        else {"name": "none"},
+        "budget": {"max_trials": trials, "lease_seconds": 300},
+        "training": training(epochs),
+    }
+
+
+def wait_done(base: str, name: str, timeout: float = 900) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = httpx.get(f"{base}/api/v1/studies/{name}", timeout=60).json()["state"]
+        if state in ("completed", "stopped"):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"study {name} did not finish in {timeout} s")
+
+
+def _p(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+# -- part 1: idle gaps ---------------------------------------------------------------------
+
+_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (\w+) ([\w.]+): (.*)$")
+_TRIAL = re.compile(r"slot \d+: trial (\d+) \(study (\S+), attempt")
+_EPOCH = re.compile(r"epoch (\d+): train_loss")
+
+
+def epoch_log_times(log: Path, study: str) -> dict[int, dict[int, float]]:
+    """{trial number: {epoch: time of its log line}} from a one-slot worker's DEBUG log."""
+    out: dict[int, dict[int, float]] = {}
+    current: int | None = None
+    for line in log.read_text(errors="replace").splitlines():
+        m = _LINE.match(line)
+        if not m:
+            continue
+        stamp, _level, logger, message = m.groups()
+        t = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()  # local, like asctime
+        if logger == "workers.slot" and (mt := _TRIAL.match(message)):
+            current = int(mt.group(1)) if mt.group(2) == study else None
+        elif logger == "workers.training.loop" and current is not None:
+            if me := _EPOCH.match(message):
+                out.setdefault(current, {})[int(me.group(1))] = t
+    return out
+
+
+def idle_gaps(n_trials: int, epochs: int, work: Path) -> dict[str, Any]:
+    name = "overhead-gaps"
+    log = work / "gaps_worker.log"
+    with database("sqlite") as url, server(url) as base:
+        create_study(base, spec(name, "random", "none", n_trials, epochs))
+        with worker_process(
+            base,
+            "--devices",
+            "cpu",
+            "--slots-per-device",
+            "1",
+            "--exit-when-idle",
+            "2",
+            "--log-level",
+            "DEBUG",
+            log=log,
+        ) as proc:
+            proc.wait(timeout=900)
+        trials = sorted(fetch_trials(base, name), key=lambda t: parse_time(t["started_at"]))
+    logged = epoch_log_times(log, name)
+    gaps, starts, betweens, ends = [], [], [], []
+    first_start = None
+    for i, t in enumerate(trials):
+        claim, done = parse_time(t["started_at"]), parse_time(t["finished_at"])
+        if i + 1 < len(trials):
+            gaps.append(parse_time(trials[i + 1]["started_at"]) - done)
+        history = t["user_attrs"]["history"]
+        marks = logged.get(t["number"], {})
+        if not marks or 1 not in marks:
+            continue
+        start = marks[1] - claim - history[0]["train_seconds"]
+        if i == 0:
+            first_start = start
+        else:
+            starts.append(start)
+        for h in history[1:]:
+            k = int(h["epoch"])
+            if k in marks and k - 1 in marks:
+                betweens.append(marks[k] - marks[k - 1] - h["train_seconds"])
+        ends.append(done - marks[max(marks)])
+    epoch_train = [h["train_seconds"] for t in trials for h in t["user_attrs"]["history"]]
+    return {
+        "trials": len(trials),
+        "gap": gaps,
+        "first_start": first_start,
+        "start": starts,
+        "between": betweens,
+        "end": ends,
+        "epoch_train": epoch_train,
+    }
+
+
+# -- part 2: non-training share ------------------------------------------------------------
+
+
+def service_share(db_kind: str, n_trials: int, epochs: int, work: Path) -> dict[str, Any]:
+    name = f"shape-{db_kind}"
+    with database(db_kind) as url, server(url) as base:
+        # Warm the slot: the first trial of a fresh slot imports the training core and loads
+        # digits; a long-running worker pays that once, not per study.
+        create_study(base, spec("warm-up", "random", "none", 1, 1))
+        with worker_process(
+            base,
+            "--devices",
+            "cpu",
+            "--slots-per-device",
+            "1",
+            log=work / f"share_{db_kind}_worker.log",
+            env={"HPOSVC_WORKER_POLL_SECONDS": "0.2"},
+        ):
+            wait_done(base, "warm-up")
+            create_study(base, spec(name, "tpe", "median", n_trials, epochs))
+            wait_done(base, name)
+            trials = fetch_trials(base, name)
+    first = min(parse_time(t["started_at"]) for t in trials)
+    last = max(parse_time(t["finished_at"]) for t in trials if t["finished_at"])
+    histories = [t["user_attrs"].get("history", []) for t in trials]
+    return _share(last - first, histories, trials=len(trials), states=_states(trials))
+
+
+def _states(trials: list[dict[str, Any]]) -> str:
+    counts: dict[str, int] = {}
+    for t in trials:
+        counts[t["state"]] = counts.get(t["state"], 0) + 1
+    return ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+
+
+def _share(wall: float, histories: list[list[dict[str, Any]]], **extra: Any) -> dict[str, Any]:
+    train = sum(h["train_seconds"] for hist in histories for h in hist)
+    epochs = sum(len(hist) for hist in histories)
+    return {"wall": wall, "train": train, "epochs": epochs, "share": 1 - train / wall, **extra}
+
+
+class _OptunaReporter:
+    """trial.report + trial.should_prune, timing each call (for the validation estimate)."""
+
+    def __init__(self, trial: Any) -> None:
+        self.trial = trial
+        self.calls: list[tuple[float, float]] = []
+
+    def report(self, step: int, value: float) -> bool:
+        entered = time.perf_counter()
+        self.trial.report(value, step)
+        pruned = self.trial.should_prune()
+        self.calls.append((entered, time.perf_counter()))
+        return pruned
+
+
+def optuna_share(storage_kind: str, n_trials: int, epochs: int) -> dict[str, Any]:
+    import optuna
+    import torch
+
+    from hposvc.samplers.distributions import suggest
+    from hposvc.samplers.registry import build_pruner, build_sampler
+    from hposvc.schemas.studies import StudySpec
+    from workers.training.data import clear_cache
+    from workers.training.runner import run_trial
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    torch.set_num_threads(THREADS)
+    study_spec = StudySpec.model_validate(spec("plain", "tpe", "median", n_trials, epochs))
+    space = study_spec.search_space.ordered()
+    cfg = training(epochs)
+    clear_cache()
+    run_trial(training(1), {}, _NullReporter(), None, "cpu")  # warm, like the service's slot
+    histories: list[list[dict[str, Any]]] = []
+    evals: list[float] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {name: suggest(trial, name, p) for name, p in space}
+        reporter = _OptunaReporter(trial)
+        result = run_trial(cfg, params, reporter, None, "cpu")
+        histories.append(result.history)
+        # Epoch k's training phase + validation = (report k entered) - (report k-1 left).
+        for (_, left), (entered, _), h in zip(
+            reporter.calls, reporter.calls[1:], result.history[1:], strict=False
+        ):
+            evals.append(entered - left - h["train_seconds"])
+        if result.stopped == "pruned":
+            raise optuna.TrialPruned
+        return result.values[0]
+
+    def run(storage: Any) -> dict[str, Any]:
+        study = optuna.create_study(
+            storage=storage,
+            direction="maximize",
+            sampler=build_sampler(study_spec),
+            pruner=build_pruner(study_spec),
+        )
+        started = time.perf_counter()
+        study.optimize(objective, n_trials=n_trials)
+        wall = time.perf_counter() - started
+        states = _states([{"state": t.state.name.lower()} for t in study.trials])
+        return _share(
+            wall,
+            histories,
+            trials=len(study.trials),
+            states=states,
+            eval_per_epoch=statistics.mean(evals) if evals else float("nan"),
+        )
+
+    if storage_kind == "in-memory":
+        return run(None)
+    with database(storage_kind) as url:
+        return run(optuna.storages.RDBStorage(url))
+
+
+class _NullReporter:
+    def report(self, step: int, value: float) -> bool:  # noqa: ARG002
+        return False
+
+
+# -- report --------------------------------------------------------------------------------
+
+
+def command() -> str:
+    """This run's command line, as typed from the repository root."""
+    return " ".join([".venv/bin/python", f"benchmarks/{Path(__file__).name}", *sys.argv[1:]])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer trials in part 1")
+    parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args()
+    gap_trials, gap_epochs = (10, 5) if args.quick else (20, 5)
+    shape_trials, shape_epochs = 30, 10
+    databases = args.databases.split(",")
+    work = Path(tempfile.mkdtemp(prefix="hposvc-worker-overhead-"))
+
+    g = idle_gaps(gap_trials, gap_epochs, work)
+    print(f"part 1 done: {g['trials']} trials", flush=True)  # noqa: T201
+    rows = []
+    for db_kind in databases:
+        r = service_share(db_kind, shape_trials, shape_epochs, work)
+        rows.append((f"hposvc, {db_kind} (server + 1 worker slot)", r))
+        print(rows[-1], flush=True)  # noqa: T201
+    for kind in ["in-memory", *databases]:
+        r = optuna_share(kind, shape_trials, shape_epochs)
+        label = "in-memory" if kind == "in-memory" else f"{kind} RDBStorage"
+        rows.append((f"plain Optuna `study.optimize`, {label}", r))
+        print(rows[-1], flush=True)  # noqa: T201
+    val_epoch = statistics.median(r["eval_per_epoch"] for _, r in rows if "eval_per_epoch" in r)
+    for _, r in rows:
+        r["share_ex_val"] = 1 - (r["train"] + val_epoch * r["epochs"]) / r["wall"]
+    epoch_ms = statistics.median(g["epoch_train"]) * 1000
+
+    def ms(values: list[float]) -> str:
+        return f"{_p(values, 0.5) * 1000:.1f} / {_p(values, 0.95) * 1000:.1f}"
+
+    lines = [
+        f"Command: `{command()}`  ",
+        f"Machine: {machine()}  ",
+        f"Worker logs: `{work}`",
+        "",
+        f"**Idle time of a slot around trials** ({g['trials']} trials x {gap_epochs} epochs, "
+        f"digits MLP, random sampler, SQLite, fresh worker at DEBUG log level; training phase "
+        f"of an epoch: median {epoch_ms:.1f} ms):",
+        "",
+        "| interval | p50 / p95 ms |",
+        "|---|---|",
+        f"| gap: complete answered -> next claim answered | {ms(g['gap'])} |",
+        f"| start of a trial: claim -> epoch 1 validated, minus epoch 1's training phase "
+        f"(trials 2..N) | {ms(g['start'])} |",
+        f"| start of the first trial of a fresh slot (imports the training core, loads digits) "
+        f"| {(g['first_start'] or float('nan')) * 1000:.0f} |",
+        f"| between epochs: log line k -> k+1, minus epoch k+1's training phase (report, "
+        f"checkpoint upload, validation) | {ms(g['between'])} |",
+        f"| end of a trial: last epoch's line -> complete answered (last report + checkpoint, "
+        f"test evaluation, model upload, complete) | {ms(g['end'])} |",
+        "",
+        f"**Non-training share, digits MLP study shape** ({shape_trials} trials x "
+        f"{shape_epochs} epochs, TPE + median pruner (5 startup trials), {THREADS} torch "
+        "threads, one trial at a time). Training = the sum of every epoch's training phase "
+        "(`history[].train_seconds`); everything else (validation, reports, checkpoints, model "
+        "build, sampling, HTTP, database) is non-training.",
+        "",
+        "| run | trials | epochs trained | wall s | training s | non-training share | "
+        "same, counting validation as training (est.) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+        *(
+            f"| {label} | {r['states']} | {r['epochs']} | {r['wall']:.2f} | {r['train']:.2f} | "
+            f"**{r['share']:.1%}** | {r['share_ex_val']:.1%} |"
+            for label, r in rows
+        ),
+        "",
+        f"Validation per epoch, measured in the in-process runs (report k entered minus report "
+        f"k-1 left, minus epoch k's training phase; median of the runs' means): "
+        f"{val_epoch * 1000:.2f} ms; the last column adds that x epochs to the training time. "
+        "Trials differ between rows (TPE is not seeded alike in and out of the service), so "
+        "each row trains different epochs and models: the shares compare, the walls do not.",
+        "",
+        "Issue's reference figures (another definition of training time, not measured here): "
+        "plain Optuna in-memory 1.6%, SQLite 24%, PostgreSQL 30%; target for the service "
+        "<= 3%.",
+    ]
+    body = "\n".join(lines)
+    print(body)  # noqa: T201
+    if not args.no_write:
+        write_section("Worker overhead", body)
+
+
+if __name__ == "__main__":
+    main()
