@@ -42,13 +42,14 @@ def _value(a: float, b: float, step: int) -> float:
 # -- hposvc -------------------------------------------------------------------------------
 
 
-def _service_worker(url: str, index: int, out: Any) -> None:
+def _service_worker(url: str, index: int, out: Any, start: Any) -> None:
     lat: dict[str, list[float]] = {"claim": [], "report": [], "complete": []}
     points = []
     with httpx.Client(base_url=f"{url}/api/v1", timeout=120) as http:
         worker = http.post("/workers", json={"name": f"bench-{index}", "host": "bench"}).json()[
             "id"
         ]
+        start.wait()
         while True:
             t0 = time.perf_counter()
             r = http.post("/trials/claim", json={"worker_id": worker})
@@ -94,17 +95,18 @@ def run_service(db_kind: str, sampler: str, k: int, n_trials: int) -> dict[str, 
 # -- plain Optuna -------------------------------------------------------------------------
 
 
-def _optuna_sampler(name: str) -> Any:
+def _optuna_sampler(name: str, seed: int) -> Any:
     import optuna
 
-    if name == "grid":
-        return optuna.samplers.GridSampler({"a": list(range(GRID_A)), "b": list(range(GRID_B))})
+    if name == "grid":  # each process its own seed, as independent workers would have
+        space = {"a": list(range(GRID_A)), "b": list(range(GRID_B))}
+        return optuna.samplers.GridSampler(space, seed=seed)
     if name == "tpe":
         return optuna.samplers.TPESampler()
     return optuna.samplers.RandomSampler()
 
 
-def _optuna_worker(args: tuple[str, str, int], _index: int, out: Any) -> None:
+def _optuna_worker(args: tuple[str, str, int], index: int, out: Any, start: Any) -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -112,11 +114,12 @@ def _optuna_worker(args: tuple[str, str, int], _index: int, out: Any) -> None:
     study = optuna.load_study(
         study_name="bench",
         storage=url,
-        sampler=_optuna_sampler(sampler_name),
+        sampler=_optuna_sampler(sampler_name, seed=index),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=5),
     )
     lat: dict[str, list[float]] = {"ask": [], "report": [], "tell": []}
     points = []
+    start.wait()
     for _ in range(per_worker):
         t0 = time.perf_counter()
         trial = study.ask()
@@ -170,10 +173,12 @@ def run_optuna(db_kind: str, sampler: str, k: int, n_trials: int) -> dict[str, A
 def _run_processes(target: Any, arg: Any, k: int, kinds: tuple[str, ...]) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
-    procs = [ctx.Process(target=target, args=(arg, i, out)) for i in range(k)]
-    start = time.perf_counter()
+    ready = ctx.Barrier(k + 1)  # timing starts once every process has imported and connected
+    procs = [ctx.Process(target=target, args=(arg, i, out, ready)) for i in range(k)]
     for p in procs:
         p.start()
+    ready.wait(timeout=300)
+    start = time.perf_counter()
     results = [out.get(timeout=900) for _ in procs]
     elapsed = time.perf_counter() - start
     for p in procs:
@@ -232,7 +237,8 @@ def main() -> None:
         f"Machine: {machine()}  \n"
         f"Each trial: claim, {STEPS} reports (median pruner, 5 startup trials), complete, "
         f"instant objective; {n_trials} trials per run (grid: {GRID_A * GRID_B} points). "
-        "Optuna: one `load_study` per process (its own sampler instance, default seed), "
+        "Optuna: one `load_study` per process (its own sampler instance; the grid sampler seeded "
+        "with the process index, as independent workers would be), "
         "RDBStorage on the same kind of database.\n\n" + header + "\n" + "\n".join(rows)
     )
     if not args.no_write:
