@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,21 +21,10 @@ from sqlalchemy import create_engine, inspect, text
 from hposvc.db import models  # noqa: F401  (registers the tables)
 from hposvc.db.base import Base
 from hposvc.db.migrate import alembic_config
-from tests.conftest import IN_CI, PG_ADMIN_URL, REPO
+from tests.conftest import REPO, fresh_postgres_database
 
 BIN = Path(sys.executable).parent
 TABLES = {"studies", "trials", "workers", "intermediate_values"}
-
-
-def _pg_problem() -> str | None:
-    try:
-        engine = create_engine(PG_ADMIN_URL)
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        engine.dispose()
-        return None
-    except Exception as exc:  # any failure means: not reachable
-        return str(exc).splitlines()[0]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -45,22 +33,8 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'empty.db'}"
         return
-    problem = _pg_problem()
-    if problem is not None:
-        message = f"PostgreSQL not reachable at {PG_ADMIN_URL}: {problem}"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    name = f"hposvc_migrations_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_postgres_database("hposvc_migrations") as url:
+        yield url
 
 
 def _run(args: list[str], database_url: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
