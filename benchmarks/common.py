@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import create_engine, text
@@ -128,3 +129,17 @@ def write_section(title: str, body: str) -> None:
     else:
         text_ = text_.rstrip() + "\n\n" + section
     RESULTS.write_text(text_)
+
+
+def synthetic_trial(
+    rng: Any, epochs: int
+) -> tuple[dict[str, Any], str, list[float], float | None]:
+    """Params, final state, learning curve and value of a made-up finished trial (seeding)."""
+    lr = 10 ** rng.uniform(-4, -1)
+    params = {"lr": lr, "layers": rng.randint(1, 4), "optimizer": rng.choice(["sgd", "adam"])}
+    base = abs(lr - 0.01) * 10 + 0.05 * params["layers"] + rng.random() * 0.1
+    kind = rng.random()
+    state = "complete" if kind < 0.7 else "pruned" if kind < 0.9 else "fail"
+    n = epochs if state == "complete" else rng.randint(2, 6)
+    curve = [base + 1.0 / (e + 1) for e in range(1, n + 1)]
+    return params, state, curve, (curve[-1] if state != "fail" else None)

@@ -39,6 +39,7 @@ from sqlalchemy import create_engine, insert
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.common import synthetic_trial  # noqa: E402
 from hposvc.db.migrate import upgrade  # noqa: E402
 from hposvc.db.models import IntermediateValue, Study, Trial, Worker  # noqa: E402
 from tests.conftest import ServerProcess  # noqa: E402
@@ -92,18 +93,7 @@ def seed(url: str, n: int) -> None:
         )
         trials, values = [], []
         for i in range(n):
-            lr = 10 ** rng.uniform(-4, -1)
-            params = {
-                "lr": lr,
-                "layers": rng.randint(1, 4),
-                "optimizer": rng.choice(["sgd", "adam"]),
-            }
-            base = abs(lr - 0.01) * 10 + 0.05 * params["layers"] + rng.random() * 0.1
-            kind = rng.random()
-            state = "complete" if kind < 0.7 else "pruned" if kind < 0.9 else "fail"
-            epochs = 10 if state == "complete" else rng.randint(2, 6)
-            curve = [base + 1.0 / (s + 1) for s in range(1, epochs + 1)]
-            value = curve[-1] if state != "fail" else None
+            params, state, curve, value = synthetic_trial(rng, 10)
             start = t0 + timedelta(seconds=i * 0.5)
             trials.append(
                 {
@@ -119,7 +109,7 @@ def seed(url: str, n: int) -> None:
                     "user_attrs": {
                         "metrics": {"val_loss": value, "test_loss": value},
                         "stopped": "completed" if state == "complete" else state,
-                        "epochs_run": epochs,
+                        "epochs_run": len(curve),
                     }
                     if state == "complete"
                     else {},
@@ -127,8 +117,8 @@ def seed(url: str, n: int) -> None:
                     "counts_budget": True,
                     "worker_id": i % 4 + 1,
                     "fail_reason": "RuntimeError: diverged" if state == "fail" else None,
-                    "pruned_step": epochs if state == "pruned" else None,
-                    "last_step": epochs,
+                    "pruned_step": len(curve) if state == "pruned" else None,
+                    "last_step": len(curve),
                     "seq": n,
                     "created_at": start,
                     "started_at": start,

@@ -28,7 +28,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import machine, write_section  # noqa: E402
+from benchmarks.common import machine, synthetic_trial, write_section  # noqa: E402
 
 TRIALS = 1_000
 EPOCHS = 10
@@ -81,30 +81,19 @@ def seed(url: str, n_studies: int, n_trials: int) -> None:
         trials, values = [], []
         for i in range(n_trials):
             trial_id += 1
-            lr = 10 ** rng.uniform(-4, -1)
-            params = {
-                "lr": lr,
-                "layers": rng.randint(1, 4),
-                "optimizer": rng.choice(["sgd", "adam"]),
-            }
-            base = abs(lr - 0.01) * 10 + 0.05 * params["layers"] + rng.random() * 0.1
-            kind = rng.random()
-            state = "complete" if kind < 0.7 else "pruned" if kind < 0.9 else "fail"
-            epochs = EPOCHS if state == "complete" else rng.randint(2, 6)
-            curve = [base + 1.0 / (e + 1) for e in range(1, epochs + 1)]
-            value = curve[-1] if state != "fail" else None
+            params, state, curve, value = synthetic_trial(rng, EPOCHS)
             start = t0 + timedelta(seconds=s * n_trials + i)
             attrs = {}
             if state == "complete":
                 attrs = {
                     "metrics": {"val_loss": value, "val_accuracy": 1 - value / 3},
-                    "epochs_run": epochs,
+                    "epochs_run": len(curve),
                     "stopped": "completed",
                     "history": [
                         {
                             "epoch": e + 1,
                             "train_loss": v * 1.1,
-                            "lr": lr,
+                            "lr": params["lr"],
                             "train_seconds": 0.05,
                             "samples_per_second": 21000.0,
                             "val_loss": v,
@@ -131,8 +120,8 @@ def seed(url: str, n_studies: int, n_trials: int) -> None:
                     "counts_budget": True,
                     "worker_id": i % 4 + 1,
                     "fail_reason": "RuntimeError: diverged" if state == "fail" else None,
-                    "pruned_step": epochs if state == "pruned" else None,
-                    "last_step": epochs,
+                    "pruned_step": len(curve) if state == "pruned" else None,
+                    "last_step": len(curve),
                     "seq": 1,
                     "created_at": start,
                     "started_at": start,
