@@ -187,18 +187,29 @@ def run_one(
         client.complete(trial.id, worker_id, list(result.values), attrs)
 
 
-def slot_main(settings: WorkerSettings, worker_id: int, slot: Slot, stop: Any) -> None:
-    """Entry point of a slot process."""
+def prepare_slot_process(settings: WorkerSettings, slot: Slot, stop: Any) -> None:
+    """First thing in a slot process: its GPU, signals, logging and torch's thread count.
+
+    The slot is a fork of the daemon's forkserver, which has imported torch but has neither
+    started CUDA nor torch's thread pool (workers/daemon.py), so both follow what is set here.
+    """
     if slot.visible_gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = slot.visible_gpu
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    # The forkserver blocks SIGTERM (workers/daemon.py); the fork keeps that mask.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     from hposvc.logs import configure_logging
 
     configure_logging(settings.log_level)
     import torch
 
     torch.set_num_threads(slot.threads)
+
+
+def slot_main(settings: WorkerSettings, worker_id: int, slot: Slot, stop: Any) -> None:
+    """Entry point of a slot process."""
+    prepare_slot_process(settings, slot, stop)
     client = ServerClient(
         settings.server_url,
         settings.token,
