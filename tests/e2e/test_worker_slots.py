@@ -1,0 +1,44 @@
+"""``hposvc worker`` starts its slots as forks of a warm forkserver (workers/daemon.py)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import httpx
+import pytest
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forkserver on Linux only"),
+]
+
+
+def test_a_worker_slot_is_a_forkserver_child_with_its_gpu_and_threads(
+    database_url: str, start_server, start_worker
+) -> None:
+    server = start_server(database_url)
+    api = httpx.Client(base_url=f"{server.url}/api/v1", timeout=30)
+    spec = {
+        "name": "probe",
+        "objectives": [{"name": "value", "direction": "minimize"}],
+        "search_space": {"x": {"type": "float", "low": 0, "high": 1}},
+        "sampler": {"name": "random", "seed": 1},
+        "budget": {"max_trials": 2},
+        "training": {"entrypoint": "tests/e2e/slot_probe.py:where_am_i"},
+    }
+    assert api.post("/studies", json=spec).status_code == 201
+    # GPU 3 need not exist: nothing touches CUDA unless the objective does. The worker runs
+    # with OMP_NUM_THREADS=1 (conftest); its one slot must still get every core.
+    worker = start_worker(server.url, "--devices", "3", "--exit-when-idle", "2")
+    assert worker.wait(timeout=120) == 0, worker.log.read_text()[-3000:]
+
+    trials = api.get("/studies/probe/trials").json()["items"]
+    assert [t["state"] for t in trials] == ["complete", "complete"]
+    for trial in trials:
+        m = trial["user_attrs"]["metrics"]
+        assert m["parent_pid"] != worker.proc.pid  # not the daemon's child ...
+        assert m["grandparent_pid"] == worker.proc.pid  # ... but its forkserver's
+        assert m["cuda_visible_devices"] == 3
+        assert m["cuda_initialized"] == 0
+        assert m["torch_threads"] == os.cpu_count()
