@@ -179,7 +179,9 @@ def fit(
             )
 
         # ---- evaluate, report, early stopping
+        started = time.perf_counter()
         val = evaluate(model, data.val, data, criterion, cfg, autocast, prefix="val_")
+        val_seconds = time.perf_counter() - started
         if not math.isfinite(val["val_loss"]):
             raise TrainingDiverged(f"validation loss is {val['val_loss']} at epoch {epoch}")
         record = {
@@ -188,6 +190,7 @@ def fit(
             "lr": optimizer.param_groups[0]["lr"],
             "train_seconds": train_seconds,
             "samples_per_second": n / train_seconds if train_seconds > 0 else math.inf,
+            "validation_seconds": val_seconds,
             **val,
         }
         history.append(record)
