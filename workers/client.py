@@ -6,12 +6,15 @@ A server that is down or answers 5xx is retried with exponential backoff for up 
 
 from __future__ import annotations
 
+import http.client
+import json
 import logging
 import random
+import threading
 import time
+from dataclasses import dataclass
 from typing import Any
-
-import httpx
+from urllib.parse import urlencode, urlsplit
 
 from hposvc.schemas.trials import ClaimedTrial
 from hposvc.schemas.workers import WorkerRegister
@@ -36,29 +39,129 @@ class RequestRejected(Exception):  # noqa: N818
         self.detail = detail
 
 
+@dataclass(frozen=True)
+class Response:
+    status_code: int
+    content: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+class _Connections:
+    """One keep-alive connection per thread (a slot's lease keeper beats from its own thread).
+
+    The standard library's client costs a quarter of the CPU per request that the general
+    purpose HTTP clients do, and a worker makes a request per epoch of every trial.
+    """
+
+    def __init__(self, base_url: str, headers: dict[str, str], timeout: float) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"server URL must be http(s)://host[:port]: {base_url!r}")
+        self._https = parts.scheme == "https"
+        self._host, self._port = parts.hostname, parts.port
+        self._prefix = parts.path.rstrip("/") + "/api/v1"
+        self._headers = {"Host": parts.netloc, **headers}
+        self._timeout = timeout
+        self._local = threading.local()
+        self._all: list[http.client.HTTPConnection] = []
+        self._all_lock = threading.Lock()
+
+    def _connection(self) -> http.client.HTTPConnection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+            conn = kind(self._host, self._port, timeout=self._timeout)
+            self._local.conn = conn
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
+    def _drop(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def request(
+        self, method: str, url: str, *, body: bytes | None, headers: dict[str, str]
+    ) -> Response:
+        """Send one request; a kept-alive connection the server closed meanwhile is reopened.
+
+        Raises:
+            OSError, http.client.HTTPException: the server could not be reached.
+        """
+        target = self._prefix + url
+        all_headers = {**self._headers, **headers}
+        for attempt in range(2):
+            conn = self._connection()
+            reused = conn.sock is not None
+            try:
+                conn.request(method, target, body=body, headers=all_headers)
+                raw = conn.getresponse()
+                response = Response(raw.status, raw.read())
+            except (OSError, http.client.HTTPException):
+                self._drop()
+                if reused and attempt == 0:
+                    continue  # the server closed an idle connection: once more on a new one
+                raise
+            if raw.will_close:
+                self._drop()
+            return response
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        with self._all_lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+
+
 class ServerClient:
     def __init__(
-        self, base_url: str, token: str | None = None, *, unreachable_timeout: float = 900.0
+        self,
+        base_url: str,
+        token: str | None = None,
+        *,
+        unreachable_timeout: float = 900.0,
+        timeout: float = 60.0,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(
-            base_url=base_url.rstrip("/") + "/api/v1", headers=headers, timeout=60.0
-        )
+        self._http = _Connections(base_url, headers, timeout)
         self.unreachable_timeout = unreachable_timeout
 
     def close(self) -> None:
         self._http.close()
 
-    def _call(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    def _call(
+        self,
+        method: str,
+        url: str,
+        *,
+        json_body: Any = None,
+        content: bytes | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Response:
+        headers = {}
+        if json_body is not None:
+            content = json.dumps(
+                json_body, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+            ).encode()
+            headers["Content-Type"] = "application/json"
+        elif content is not None:
+            headers["Content-Type"] = "application/octet-stream"
+        if params:
+            url = f"{url}?{urlencode(params)}"
         deadline = time.monotonic() + self.unreachable_timeout
         delay = 0.2
         while True:
             try:
-                response = self._http.request(method, url, **kwargs)
+                response = self._http.request(method, url, body=content, headers=headers)
                 if response.status_code < 500:
                     break
                 problem = f"HTTP {response.status_code}"
-            except httpx.TransportError as exc:
+            except (OSError, http.client.HTTPException) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             if time.monotonic() + delay > deadline:
                 raise ServerUnreachable(f"{method} {url}: {problem}")
@@ -74,14 +177,14 @@ class ServerClient:
     # -- protocol ---------------------------------------------------------------------------
 
     def register(self, body: WorkerRegister) -> int:
-        return self._call("POST", "/workers", json=body.model_dump()).json()["id"]
+        return self._call("POST", "/workers", json_body=body.model_dump()).json()["id"]
 
     def heartbeat(self, worker_id: int) -> None:
         self._call("POST", f"/workers/{worker_id}/heartbeat")
 
     def claim(self, worker_id: int, study: str | None, request_id: str) -> ClaimedTrial | None:
         body = {"worker_id": worker_id, "study": study, "request_id": request_id}
-        response = self._call("POST", "/trials/claim", json=body)
+        response = self._call("POST", "/trials/claim", json_body=body)
         if response.status_code == 204:
             return None
         return ClaimedTrial.model_validate(response.json())
@@ -89,26 +192,26 @@ class ServerClient:
     def report(self, trial_id: int, worker_id: int, step: int, value: float) -> bool:
         body = {"worker_id": worker_id, "step": step, "value": value}
         return bool(
-            self._call("POST", f"/trials/{trial_id}/report", json=body).json()["should_prune"]
+            self._call("POST", f"/trials/{trial_id}/report", json_body=body).json()["should_prune"]
         )
 
     def complete(
         self, trial_id: int, worker_id: int, values: list[float], user_attrs: dict[str, Any]
     ) -> None:
         body = {"worker_id": worker_id, "values": values, "user_attrs": user_attrs}
-        self._call("POST", f"/trials/{trial_id}/complete", json=body)
+        self._call("POST", f"/trials/{trial_id}/complete", json_body=body)
 
     def fail(self, trial_id: int, worker_id: int, reason: str, user_attrs: dict[str, Any]) -> None:
         body = {"worker_id": worker_id, "reason": reason[-60_000:], "user_attrs": user_attrs}
-        self._call("POST", f"/trials/{trial_id}/fail", json=body)
+        self._call("POST", f"/trials/{trial_id}/fail", json_body=body)
 
     def set_user_attrs(self, trial_id: int, worker_id: int, user_attrs: dict[str, Any]) -> None:
         body = {"worker_id": worker_id, "user_attrs": user_attrs}
-        self._call("POST", f"/trials/{trial_id}/user-attrs", json=body)
+        self._call("POST", f"/trials/{trial_id}/user-attrs", json_body=body)
 
     def release(self, trial_id: int, worker_id: int, reason: str) -> None:
         body = {"worker_id": worker_id, "reason": reason}
-        self._call("POST", f"/trials/{trial_id}/release", json=body)
+        self._call("POST", f"/trials/{trial_id}/release", json_body=body)
 
     def upload(self, trial_id: int, worker_id: int, kind: str, data: bytes) -> None:
         self._call(
@@ -116,7 +219,6 @@ class ServerClient:
             f"/trials/{trial_id}/artifacts/{kind}",
             params={"worker_id": worker_id},
             content=data,
-            headers={"Content-Type": "application/octet-stream"},
         )
 
     def download(self, trial_id: int, kind: str) -> bytes | None:
@@ -129,8 +231,9 @@ class ServerClient:
             raise
 
 
-def _detail(response: httpx.Response) -> str:
+def _detail(response: Response) -> str:
+    text = response.content.decode(errors="replace")
     try:
-        return str(response.json().get("detail", response.text))
-    except ValueError:
-        return response.text
+        return str(json.loads(text).get("detail", text))
+    except (ValueError, AttributeError):
+        return text
