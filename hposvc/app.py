@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from hposvc import __version__
 from hposvc.api.errors import install_error_handlers
+from hposvc.api.fast_lane import WorkerFastLane
 from hposvc.api.limits import BodySizeLimit
 from hposvc.api.router import api_router, health_router
 from hposvc.dashboard.routes import router as dashboard_router
@@ -50,8 +51,12 @@ class LeaseSweeper:
                 logger.exception("lease sweep failed")
 
 
-def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
-    """The application; the database is opened (and upgraded) when it starts."""
+def create_app(settings: Settings, *, migrate: bool = True, fast_lane: bool = True) -> FastAPI:
+    """The application; the database is opened (and upgraded) when it starts.
+
+    ``fast_lane=False`` leaves the worker protocol's hot routes to FastAPI alone (the tests
+    compare the two).
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -88,6 +93,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
     app.include_router(api_router)
     app.include_router(dashboard_router)
     app.mount("/static", static_files, name="static")
+    if fast_lane:
+        app.add_middleware(WorkerFastLane)
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.max_body_bytes, exempt_paths=("/artifacts/",)
     )

@@ -64,11 +64,17 @@ def _readable_loc(loc: list[str]) -> list[str]:
     return out
 
 
+def error_body(exc: errors.HposvcError) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and body a service error is answered with."""
+    status = next((s for cls, s in STATUS if isinstance(exc, cls)), 500)
+    return status, _body(exc.code, exc.detail)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(errors.HposvcError)
     async def _service_error(_request: Request, exc: errors.HposvcError) -> JSONResponse:
-        status = next((s for cls, s in STATUS if isinstance(exc, cls)), 500)
-        return JSONResponse(_body(exc.code, exc.detail), status_code=status)
+        status, body = error_body(exc)
+        return JSONResponse(body, status_code=status)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

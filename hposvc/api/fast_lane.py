@@ -1,0 +1,139 @@
+"""The worker protocol's three hot routes, answered without FastAPI's per-request machinery.
+
+Every trial is a claim, a report per epoch and a complete. Through FastAPI's routing,
+dependency injection and body handling one of these costs the server about 0.7 ms of CPU
+besides the work itself (measured: a report 1.3 ms against 0.25 ms in the service), which
+caps a server process at a few hundred trials per second. This lane answers the same routes
+with the same service calls, the same validation (the same pydantic models) and the same
+error bodies. Anything it does not handle plainly goes on to FastAPI, which answers it as
+always: a missing or wrong token (401), a body that does not validate (422, with FastAPI's
+field-by-field message), a path id out of range. The routes stay declared in FastAPI too, so
+the OpenAPI schema documents them and describes exactly what this lane answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from hposvc import errors
+from hposvc.api.errors import error_body
+from hposvc.api.limits import replay_body
+from hposvc.schemas.common import MAX_ID
+from hposvc.schemas.trials import ClaimRequest, CompleteRequest, ReportRequest
+from hposvc.services import trials
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+_ROUTE = re.compile(r"^/api/v1/trials/(?:claim|([1-9][0-9]{0,18})/(report|complete))$")
+_JSON = [(b"content-type", b"application/json")]
+
+
+class _NotHere(Exception):  # noqa: N818 - a signal, not an error
+    """FastAPI answers this request."""
+
+
+def _call(path: str, body: bytes, state: Any) -> Callable[[], BaseModel | None]:
+    """The service call a hot request makes, or ``_NotHere``."""
+    match = _ROUTE.match(path)
+    if match is None:
+        raise _NotHere
+    db, caches = state.db, state.caches
+    try:
+        payload = json.loads(body)
+        if match.group(1) is None:
+            claim = ClaimRequest.model_validate(payload)
+            return lambda: trials.claim(
+                db=db,
+                caches=caches,
+                worker_id=claim.worker_id,
+                study_name=claim.study,
+                request_id=claim.request_id,
+            )
+        trial_id = int(match.group(1))
+        if trial_id > MAX_ID:
+            raise _NotHere
+        if match.group(2) == "report":
+            report = ReportRequest.model_validate(payload)
+            return lambda: trials.report(db=db, caches=caches, trial_id=trial_id, body=report)
+        done = CompleteRequest.model_validate(payload)
+        return lambda: trials.complete(db=db, caches=caches, trial_id=trial_id, body=done)
+    except (ValueError, ValidationError):  # JSONDecodeError is a ValueError
+        raise _NotHere from None
+
+
+def _authorized(scope: Scope, expected: bytes | None) -> bool:
+    if expected is None:
+        return True
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = value.partition(b" ")
+            if scheme.lower() != b"bearer":
+                return False
+            return hmac.compare_digest(hashlib.sha256(token.strip()).digest(), expected)
+    return False
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, bool]:
+    """The whole body, and whether the client is still there."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"", False
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks), True
+
+
+class WorkerFastLane:
+    """ASGI middleware: claim, report and complete go straight to the service layer."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or not scope["path"].startswith("/api/v1/trials/")
+        ):
+            await self.app(scope, receive, send)
+            return
+        state = scope["app"].state
+        body, connected = await _read_body(receive)
+        if not connected:
+            return
+        try:
+            if not _authorized(scope, state.token_hash):
+                raise _NotHere
+            call = _call(scope["path"], body, state)
+        except _NotHere:
+            await self.app(scope, replay_body(body, receive), send)
+            return
+        try:
+            result = await run_in_threadpool(call)
+        except errors.HposvcError as exc:
+            status, content = error_body(exc)
+            await _respond(send, status, json.dumps(content).encode())
+            return
+        if result is None:
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await _respond(send, 200, result.model_dump_json().encode())
+
+
+async def _respond(send: Send, status: int, content: bytes) -> None:
+    headers = [*_JSON, (b"content-length", str(len(content)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": content})
