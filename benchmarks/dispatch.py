@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import time
+import uuid
 from collections import Counter
 from typing import Any
 
@@ -43,38 +44,34 @@ def _value(a: float, b: float, step: int) -> float:
 
 
 def _service_worker(url: str, index: int, out: Any, start: Any) -> None:
+    """A worker as the daemon's slots talk to the server: through ``workers.client``."""
+    from hposvc.schemas.workers import WorkerRegister
+    from workers.client import ServerClient
+
     lat: dict[str, list[float]] = {"claim": [], "report": [], "complete": []}
     points = []
-    with httpx.Client(base_url=f"{url}/api/v1", timeout=120) as http:
-        worker = http.post("/workers", json={"name": f"bench-{index}", "host": "bench"}).json()[
-            "id"
-        ]
-        start.wait()
-        while True:
+    client = ServerClient(url)
+    worker = client.register(WorkerRegister(name=f"bench-{index}", host="bench"))
+    start.wait()
+    while True:
+        t0 = time.perf_counter()
+        trial = client.claim(worker, None, uuid.uuid4().hex)
+        lat["claim"].append(time.perf_counter() - t0)
+        if trial is None:
+            break
+        a, b = trial.params["a"], trial.params["b"]
+        points.append((a, b))
+        for step in range(1, STEPS + 1):
             t0 = time.perf_counter()
-            r = http.post("/trials/claim", json={"worker_id": worker})
-            lat["claim"].append(time.perf_counter() - t0)
-            if r.status_code == 204:
+            pruned = client.report(trial.id, worker, step, _value(a, b, step))
+            lat["report"].append(time.perf_counter() - t0)
+            if pruned:
                 break
-            trial = r.json()
-            a, b = trial["params"]["a"], trial["params"]["b"]
-            points.append((a, b))
-            for step in range(1, STEPS + 1):
-                t0 = time.perf_counter()
-                pruned = http.post(
-                    f"/trials/{trial['id']}/report",
-                    json={"worker_id": worker, "step": step, "value": _value(a, b, step)},
-                ).json()["should_prune"]
-                lat["report"].append(time.perf_counter() - t0)
-                if pruned:
-                    break
-            else:
-                t0 = time.perf_counter()
-                http.post(
-                    f"/trials/{trial['id']}/complete",
-                    json={"worker_id": worker, "values": [_value(a, b, STEPS)]},
-                )
-                lat["complete"].append(time.perf_counter() - t0)
+        else:
+            t0 = time.perf_counter()
+            client.complete(trial.id, worker, [_value(a, b, STEPS)], {})
+            lat["complete"].append(time.perf_counter() - t0)
+    client.close()
     out.put((lat, points))
 
 
