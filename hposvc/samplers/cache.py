@@ -97,6 +97,9 @@ class StudyCache:
     def n_trials(self) -> int:
         return len(self.storage._studies[self._sid].trials)
 
+    def study_system_attrs(self) -> dict[str, Any]:
+        return dict(self.storage.get_study_system_attrs(self._sid))
+
     # -- sync ------------------------------------------------------------------------------
 
     def sync(self, study_attrs: dict[str, Any], records: Iterable[TrialRecord], seq: int) -> None:

@@ -41,12 +41,12 @@ from hposvc.schemas.trials import (
     IntermediateValue as IntermediateValueRead,
 )
 from hposvc.services.decisions import Decision, decide
+from hposvc.services.hot_paths import fast_claim, fast_complete, fast_report
 from hposvc.services.leases import (
     expire_leases_without_commit,
     expire_trial_without_commit,
     finish_without_commit,
 )
-from hposvc.services.reports import fast_report
 
 T = TypeVar("T")
 SORTABLE = {"number", "value", "state", "created_at", "finished_at"}
@@ -108,6 +108,12 @@ def claim(
     Raises:
         NotFoundError: unknown worker or study.
     """
+    fast = fast_claim(
+        db=db, caches=caches, worker_id=worker_id, study_name=study_name, request_id=request_id
+    )
+    if fast is not None:
+        caches.remember_trial(fast.id, fast.study_id)
+        return fast
     with db.session() as session:
         find_worker_by_id(session, worker_id)
         if request_id is not None:
@@ -273,8 +279,8 @@ def report(
     study_id = _study_of_trial(db, caches, trial_id)
     fast = fast_report(db=db, caches=caches, study_id=study_id, trial_id=trial_id, body=body)
     if fast is not None:
-        answer, pruned = fast
-        if pruned:  # a finished trial may complete the study: that is the general path's call
+        answer, maybe_done = fast
+        if maybe_done:  # the pruned trial may have been the study's last
             with decide(db=db, caches=caches, study_id=study_id) as d:
                 d.complete_if_done()
         return answer
@@ -318,6 +324,10 @@ def complete(
         LeaseLostError: the worker does not hold the trial any more.
         InvalidStateError: the trial already finished with other values.
     """
+    study_id = _study_of_trial(db, caches, trial_id)
+    fast = fast_complete(db=db, caches=caches, study_id=study_id, trial_id=trial_id, body=body)
+    if fast is not None:
+        return fast
 
     def act(d: Decision, trial: Trial) -> TrialRead:
         n = len(d.spec.objectives)

@@ -1,0 +1,384 @@
+"""The worker protocol's hot paths: an ordinary claim, report and complete.
+
+Each makes the same decision as the general path in ``trials`` (same locks, in the same order,
+same cache, same rows written) with a few prepared Core statements instead of the ORM's unit
+of work, which costs several times more than the statements themselves. Anything out of the
+ordinary (a cache that must sync first, leases that ran out, a retry of a request, a trial
+that is not running, another worker, a waiting trial, a study whose budget may be spent) goes
+to the general path, which knows every case: these functions then return None having
+written nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Row, bindparam, insert, select, update
+
+from hposvc.db.base import utcnow
+from hposvc.db.models import IntermediateValue, Study, Trial, Worker
+from hposvc.db.session import Database
+from hposvc.domain.states import StudyState, TrialState
+from hposvc.samplers import StudyCache, StudyCaches
+from hposvc.schemas.trials import (
+    ClaimedTrial,
+    CompleteRequest,
+    ReportRequest,
+    ReportResponse,
+    TrialRead,
+)
+
+# Built once: constructing statements costs more than running them on SQLite.
+_studies, _trials, _values = Study.__table__, Trial.__table__, IntermediateValue.__table__
+_LOCK_STUDY = (
+    select(
+        _studies.c.seq,
+        _studies.c.state,
+        _studies.c.n_trials,
+        _studies.c.budget_used,
+        _studies.c.created_at,
+    )
+    .where(_studies.c.id == bindparam("b_study"))
+    .with_for_update()
+)
+_READ_TRIAL = select(_trials).where(_trials.c.id == bindparam("b_trial"))
+_READ_TRIAL_STATE = select(
+    _trials.c.study_id,
+    _trials.c.worker_id,
+    _trials.c.state,
+    _trials.c.number,
+    _trials.c.lease_expires_at,
+    _trials.c.last_step,
+).where(_trials.c.id == bindparam("b_trial"))
+_INSERT_VALUE = insert(_values).values(
+    trial_id=bindparam("b_trial"),
+    step=bindparam("b_step"),
+    value=bindparam("b_value"),
+    should_prune=bindparam("b_prune"),
+)
+_UPDATE_VALUE = (
+    update(_values)
+    .where(_values.c.trial_id == bindparam("b_trial"), _values.c.step == bindparam("b_step"))
+    .values(value=bindparam("b_value"), should_prune=bindparam("b_prune"))
+)
+_TRIAL_RUNS = {
+    "last_step": bindparam("b_last_step"),
+    "lease_expires_at": bindparam("b_lease"),
+    "seq": bindparam("b_seq"),
+    "system_attrs": bindparam("b_attrs"),
+}
+_UPDATE_TRIAL = update(_trials).where(_trials.c.id == bindparam("b_trial")).values(_TRIAL_RUNS)
+_FINISHED = {
+    "values": bindparam("b_values"),
+    "value": bindparam("b_value"),
+    "finished_at": bindparam("b_now"),
+    "lease_expires_at": None,
+    "seq": bindparam("b_seq"),
+}
+_PRUNE_TRIAL = (
+    update(_trials)
+    .where(_trials.c.id == bindparam("b_trial"))
+    .values(
+        {
+            **_TRIAL_RUNS,
+            **_FINISHED,
+            "state": TrialState.PRUNED.value,
+            "pruned_step": bindparam("b_step"),
+        }
+    )
+)
+_COMPLETE_TRIAL = (
+    update(_trials)
+    .where(_trials.c.id == bindparam("b_trial"))
+    .values({**_FINISHED, "state": TrialState.COMPLETE.value, "user_attrs": bindparam("b_user")})
+)
+_BUMP_STUDY = (
+    update(_studies)
+    .where(_studies.c.id == bindparam("b_study"))
+    .values(seq=bindparam("b_seq"), updated_at=bindparam("b_now"))
+)
+_ADD_TRIAL_TO_STUDY = {
+    "seq": bindparam("b_seq"),
+    "updated_at": bindparam("b_now"),
+    "n_trials": _studies.c.n_trials + 1,
+    "budget_used": _studies.c.budget_used + 1,
+}
+_STUDY_GAINS_TRIAL = (
+    update(_studies).where(_studies.c.id == bindparam("b_study")).values(_ADD_TRIAL_TO_STUDY)
+)
+_STUDY_GAINS_TRIAL_AND_ATTRS = (
+    update(_studies)
+    .where(_studies.c.id == bindparam("b_study"))
+    .values({**_ADD_TRIAL_TO_STUDY, "system_attrs": bindparam("b_study_attrs")})
+)
+_INSERT_TRIAL = insert(_trials).returning(_trials.c.id)
+_WORKER_EXISTS = select(Worker.__table__.c.id).where(Worker.__table__.c.id == bindparam("b_w"))
+_REPLAYED_CLAIM = select(_trials.c.id).where(
+    _trials.c.worker_id == bindparam("b_w"), _trials.c.claim_request_id == bindparam("b_req")
+)
+_RUNNING_STUDIES = (
+    select(_studies.c.id)
+    .where(_studies.c.state == StudyState.RUNNING.value)
+    .order_by(_studies.c.id)
+    .limit(2)
+)
+_STUDY_NAMED = select(_studies.c.id).where(_studies.c.name == bindparam("b_name"))
+_LEASE_RAN_OUT = (
+    select(_trials.c.id)
+    .where(
+        _trials.c.study_id == bindparam("b_study"),
+        _trials.c.state == TrialState.RUNNING.value,
+        _trials.c.lease_expires_at < bindparam("b_now"),
+    )
+    .limit(1)
+)
+
+
+class _GeneralPath(Exception):  # noqa: N818 - a signal, not an error
+    """This request needs the general path."""
+
+
+@dataclass
+class _Locked:
+    """A study locked in this process and in the database, its cache current."""
+
+    conn: Connection
+    cache: StudyCache
+    study: Row[Any]
+    now: datetime
+    mutated: bool = False
+
+    def may_complete_study(self) -> bool:
+        """Whether a trial finishing now might complete the study (the general path's call)."""
+        study, cache = self.study, self.cache
+        limit = cache.spec.budget.time_limit_seconds
+        return (
+            study.state != StudyState.RUNNING.value
+            or study.budget_used >= cache.spec.budget.max_trials
+            or not cache.can_create()
+            or (limit is not None and (self.now - study.created_at).total_seconds() >= limit)
+        )
+
+    @property
+    def seq(self) -> int:
+        """The seq this decision's writes carry."""
+        return int(self.study.seq) + 1
+
+    def trial(self, trial_id: int, worker_id: int, *, whole: bool = False) -> Row[Any]:
+        """The trial if this worker holds it with a live lease, else the general path.
+
+        Args:
+            whole: every column, not only those a report needs.
+        """
+        statement = _READ_TRIAL if whole else _READ_TRIAL_STATE
+        row = self.conn.execute(statement, {"b_trial": trial_id}).first()
+        if (
+            row is None
+            or row.study_id != self.cache.study_id
+            or row.worker_id != worker_id
+            or row.state != TrialState.RUNNING.value
+            or row.lease_expires_at is None
+            or row.lease_expires_at < self.now
+        ):
+            raise _GeneralPath
+        return row
+
+
+@contextmanager
+def _locked(db: Database, caches: StudyCaches, study_id: int) -> Iterator[_Locked]:
+    """The general path's locks in its order; a mutated cache is dropped if the write fails."""
+    cache = caches.get(study_id)
+    if cache is None:
+        raise _GeneralPath
+    with caches.lock(study_id):
+        if caches.get(study_id) is not cache:
+            raise _GeneralPath
+        locked: _Locked | None = None
+        try:
+            with db.connection(write=True) as conn:
+                study = conn.execute(_LOCK_STUDY, {"b_study": study_id}).first()
+                if study is None or study.seq != cache.seq:
+                    raise _GeneralPath
+                locked = _Locked(conn, cache, study, utcnow())
+                yield locked
+            if locked.mutated:
+                cache.seq = locked.seq
+        except BaseException:
+            if locked is not None and locked.mutated:
+                caches.drop(study_id)
+            raise
+
+
+def fast_claim(
+    *,
+    db: Database,
+    caches: StudyCaches,
+    worker_id: int,
+    study_name: str | None,
+    request_id: str | None,
+) -> ClaimedTrial | None:
+    """A new trial sampled in the one study there is to claim from, or None."""
+    try:
+        with db.connection() as conn:
+            if conn.execute(_WORKER_EXISTS, {"b_w": worker_id}).first() is None:
+                return None
+            if request_id is not None:
+                replay = {"b_w": worker_id, "b_req": request_id}
+                if conn.execute(_REPLAYED_CLAIM, replay).first() is not None:
+                    return None
+            if study_name is None:
+                ids = conn.execute(_RUNNING_STUDIES).scalars().all()
+            else:
+                ids = conn.execute(_STUDY_NAMED, {"b_name": study_name}).scalars().all()
+        if len(ids) != 1:
+            return None  # none, or several to choose from: the general path's call
+        with _locked(db, caches, ids[0]) as hot:
+            return _claim(hot, worker_id, request_id)
+    except _GeneralPath:
+        return None
+
+
+def _claim(hot: _Locked, worker_id: int, request_id: str | None) -> ClaimedTrial:
+    cache, spec, study = hot.cache, hot.cache.spec, hot.study
+    budget = spec.budget
+    if (
+        hot.may_complete_study()  # no new trial then, or none that counts on the budget
+        or budget.max_concurrent is not None
+        or cache.has_waiting()
+        or study.n_trials != cache.n_trials
+    ):
+        raise _GeneralPath
+    if hot.conn.execute(_LEASE_RAN_OUT, {"b_study": cache.study_id, "b_now": hot.now}).first():
+        raise _GeneralPath
+    attrs_before = cache.study_system_attrs()
+    hot.mutated = True
+    asked = cache.ask()
+    if asked is None or asked.was_waiting or asked.number != study.n_trials:
+        raise _GeneralPath
+    lease = hot.now + timedelta(seconds=budget.lease_seconds)
+    trial_id = hot.conn.execute(
+        _INSERT_TRIAL,
+        {
+            "study_id": cache.study_id,
+            "number": asked.number,
+            "state": TrialState.RUNNING.value,
+            "params": asked.params,
+            "distributions": asked.distributions,
+            "system_attrs": asked.system_attrs,
+            "user_attrs": {},
+            "grid_id": asked.grid_id,
+            "counts_budget": True,
+            "attempt": 1,
+            "worker_id": worker_id,
+            "claim_request_id": request_id,
+            "created_at": hot.now,
+            "started_at": hot.now,
+            "lease_expires_at": lease,
+            "seq": hot.seq,
+        },
+    ).scalar_one()
+    params = {"b_study": cache.study_id, "b_seq": hot.seq, "b_now": hot.now}
+    if asked.study_system_attrs != attrs_before:
+        params["b_study_attrs"] = asked.study_system_attrs
+        hot.conn.execute(_STUDY_GAINS_TRIAL_AND_ATTRS, params)
+    else:
+        hot.conn.execute(_STUDY_GAINS_TRIAL, params)
+    return ClaimedTrial(
+        id=trial_id,
+        study=spec.name,
+        study_id=cache.study_id,
+        number=asked.number,
+        params=asked.params,
+        training=spec.training,
+        attempt=1,
+        retry_of=None,
+        lease_expires_at=lease,
+        lease_seconds=budget.lease_seconds,
+        objectives=[o.model_dump() for o in spec.objectives],
+    )
+
+
+def fast_report(
+    *, db: Database, caches: StudyCaches, study_id: int, trial_id: int, body: ReportRequest
+) -> tuple[ReportResponse, bool] | None:
+    """Answer an ordinary report, or None when the general path must take it.
+
+    Returns:
+        The answer, and whether the study may be complete now (the trial was pruned and the
+        budget is spent): the general path checks that next.
+    """
+    try:
+        with _locked(db, caches, study_id) as hot:
+            row = hot.trial(trial_id, body.worker_id)
+            previous = hot.cache.intermediate_value(row.number, body.step)
+            if previous == body.value:  # a retry: it did not prune, or the trial would be
+                return ReportResponse(should_prune=False), False
+            hot.mutated = True
+            result = hot.cache.report(row.number, body.step, body.value)
+            params = {
+                "b_study": study_id,
+                "b_trial": trial_id,
+                "b_step": body.step,
+                "b_value": body.value,
+                "b_prune": result.should_prune,
+                "b_last_step": max(row.last_step or 0, body.step),
+                "b_lease": hot.now + timedelta(seconds=hot.cache.spec.budget.lease_seconds),
+                "b_seq": hot.seq,
+                "b_attrs": result.system_attrs,
+                "b_now": hot.now,
+            }
+            hot.conn.execute(_INSERT_VALUE if previous is None else _UPDATE_VALUE, params)
+            if result.should_prune:
+                hot.cache.finish(row.number, TrialState.PRUNED, [body.value])
+                hot.conn.execute(_PRUNE_TRIAL, {**params, "b_values": [body.value]})
+            else:
+                hot.conn.execute(_UPDATE_TRIAL, params)
+            hot.conn.execute(_BUMP_STUDY, params)
+            maybe_done = result.should_prune and hot.may_complete_study()
+            return ReportResponse(should_prune=result.should_prune), maybe_done
+    except _GeneralPath:
+        return None
+
+
+def fast_complete(
+    *, db: Database, caches: StudyCaches, study_id: int, trial_id: int, body: CompleteRequest
+) -> TrialRead | None:
+    """Complete a running trial of a study that goes on running, or None."""
+    try:
+        with _locked(db, caches, study_id) as hot:
+            cache = hot.cache
+            if len(body.values) != len(cache.spec.objectives) or hot.may_complete_study():
+                raise _GeneralPath
+            row = hot.trial(trial_id, body.worker_id, whole=True)
+            hot.mutated = True
+            values = list(body.values)
+            cache.finish(row.number, TrialState.COMPLETE, values)
+            user_attrs = {**row.user_attrs, **body.user_attrs}
+            params = {
+                "b_study": study_id,
+                "b_trial": trial_id,
+                "b_values": values,
+                "b_value": values[0],
+                "b_now": hot.now,
+                "b_seq": hot.seq,
+                "b_user": user_attrs,
+            }
+            hot.conn.execute(_COMPLETE_TRIAL, params)
+            hot.conn.execute(_BUMP_STUDY, params)
+            return TrialRead(
+                **{
+                    **row._mapping,
+                    "study": cache.spec.name,
+                    "state": TrialState.COMPLETE,
+                    "values": values,
+                    "user_attrs": user_attrs,
+                    "finished_at": hot.now,
+                    "lease_expires_at": None,
+                }
+            )
+    except _GeneralPath:
+        return None

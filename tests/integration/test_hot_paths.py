@@ -1,0 +1,148 @@
+"""The hot paths write exactly the rows the general path writes, and take the ordinary calls."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from hposvc.db.session import Database
+from hposvc.samplers import StudyCaches
+from hposvc.schemas.studies import StudySpec
+from hposvc.schemas.trials import CompleteRequest, ReportRequest
+from hposvc.schemas.workers import WorkerRegister
+from hposvc.services import hot_paths, studies, trials, workers
+from tests.factories import make_spec
+
+SPECS = {
+    "random+median": make_spec(
+        sampler={"name": "random", "seed": 3},
+        pruner={"name": "median", "options": {"n_startup_trials": 2}},
+        budget={"max_trials": 14, "lease_seconds": 60},
+    ),
+    "tpe+hyperband": make_spec(
+        sampler={"name": "tpe", "seed": 3, "options": {"n_startup_trials": 4}},
+        pruner={"name": "hyperband", "options": {"min_resource": 1, "max_resource": 6}},
+        budget={"max_trials": 14, "lease_seconds": 60},
+    ),
+    "grid": make_spec(
+        search_space={
+            "a": {"type": "int", "low": 0, "high": 2},
+            "b": {"type": "categorical", "choices": ["x", "y", "z"]},
+        },
+        sampler={"name": "grid", "seed": 3},
+        budget={"max_trials": 20, "lease_seconds": 60},
+    ),
+}
+IGNORED = {
+    "created_at",
+    "started_at",
+    "finished_at",
+    "lease_expires_at",
+    "updated_at",
+    "completed_at",
+}
+
+
+def _drive(url: str, spec: dict[str, Any]) -> None:
+    """Two workers interleave claims, reports (pruned or not) and completes to the end."""
+    db, caches = Database(url), StudyCaches()
+    studies.create_study(db=db, spec=StudySpec.model_validate(spec))
+    ids = [workers.register(db=db, body=WorkerRegister(name=f"w{i}", host="h")) for i in range(2)]
+    held: dict[int, Any] = {}
+    for turn in range(200):
+        worker = ids[turn % 2]
+        trial = held.get(worker)
+        if trial is None:
+            trial = trials.claim(db=db, caches=caches, worker_id=worker, request_id=f"r{turn}")
+            if trial is None:
+                if not held:
+                    break
+                continue
+            held[worker] = [trial, 0]
+            continue
+        claimed, step = trial
+        x = float(claimed.params.get("x", claimed.params.get("a", 0)))
+        if step < 6:
+            body = ReportRequest(worker_id=worker, step=step + 1, value=x * x + 1 / (step + 1))
+            answer = trials.report(db=db, caches=caches, trial_id=claimed.id, body=body)
+            trial[1] = step + 1
+            if answer.should_prune:
+                del held[worker]
+        else:
+            done = CompleteRequest(worker_id=worker, values=[x * x], user_attrs={"w": worker})
+            trials.complete(db=db, caches=caches, trial_id=claimed.id, body=done)
+            del held[worker]
+    db.dispose()
+
+
+def _rows(url: str) -> dict[str, list[dict[str, Any]]]:
+    engine = create_engine(url)
+    out = {}
+    with engine.connect() as conn:
+        for table, order in [
+            ("studies", "id"),
+            ("trials", "id"),
+            ("intermediate_values", "trial_id, step"),
+        ]:
+            rows = conn.execute(text(f"SELECT * FROM {table} ORDER BY {order}")).mappings()
+            out[table] = [{k: v for k, v in r.items() if k not in IGNORED} for r in rows]
+    engine.dispose()
+    return out
+
+
+@pytest.fixture
+def no_hot_paths(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in ("fast_claim", "fast_report", "fast_complete"):
+        monkeypatch.setattr(trials, name, lambda **_: None)
+    yield
+
+
+@pytest.fixture
+def hot_path_calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    calls = {"fast_claim": 0, "fast_report": 0, "fast_complete": 0}
+    for name in calls:
+        real = getattr(hot_paths, name)
+
+        def counting(*, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
+            answer = _real(**kwargs)
+            calls[_name] += answer is not None
+            return answer
+
+        monkeypatch.setattr(trials, name, counting)
+    return calls
+
+
+@pytest.mark.parametrize("kind", SPECS)
+def test_hot_and_general_paths_write_the_same_rows(
+    kind: str, database_url: str, request: pytest.FixtureRequest, tmp_path: Any
+) -> None:
+    calls = request.getfixturevalue("hot_path_calls")
+    _drive(database_url, SPECS[kind])
+    hot = _rows(database_url)
+    assert all(n > 0 for n in calls.values()), calls  # each hot path took some calls
+    request.getfixturevalue("no_hot_paths")
+    if database_url.startswith("sqlite"):
+        other = f"sqlite:///{tmp_path}/general.db"
+        from hposvc.db.migrate import upgrade
+
+        upgrade(other)
+    else:
+        engine = create_engine(database_url)
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "TRUNCATE intermediate_values, trials, studies, workers "
+                    "RESTART IDENTITY CASCADE"
+                )
+            )
+        engine.dispose()
+        other = database_url
+    _drive(other, SPECS[kind])
+    general = _rows(other)
+    assert hot["studies"][0]["state"] == "completed"
+    for table in hot:
+        for i, (h, g) in enumerate(zip(hot[table], general[table], strict=True)):
+            assert h == g, (table, i, {k: (v, g[k]) for k, v in h.items() if g[k] != v})
