@@ -32,7 +32,12 @@ class WorkerStopping(Exception):  # noqa: N818
 
 
 class ServerReporter:
-    """Reports each epoch's objective; the server's answer says whether to prune."""
+    """Reports each epoch's objective; the server's answer says whether to prune.
+
+    ``checkpoint_follows``: the trial's code checkpoints when the worker stops (the built-in
+    loop does, at the end of the epoch). Otherwise a stopping worker hands the trial back at
+    its first report if it never checkpointed: no checkpoint would come.
+    """
 
     def __init__(
         self,
@@ -41,21 +46,34 @@ class ServerReporter:
         worker_id: int,
         stop: Any,
         store: ServerCheckpointStore,
+        *,
+        checkpoint_follows: bool = False,
     ) -> None:
         self.client, self.trial, self.worker_id = client, trial, worker_id
         self.stop, self.store = stop, store
+        self.checkpoint_follows = checkpoint_follows
 
     def report(self, step: int, value: float) -> bool:
         if not math.isfinite(value):
             return False  # the loop raises TrainingDiverged; the trial fails with its reason
         pruned = self.client.report(self.trial.id, self.worker_id, step, value)
-        if self.stop.is_set() and not self.store.saved and not pruned:
+        if (
+            self.stop.is_set()
+            and not pruned
+            and not self.checkpoint_follows
+            and not self.store.saved
+        ):
             raise WorkerStopping  # no checkpoint will come: stop at this report
         return pruned
 
 
 class ServerCheckpointStore:
-    """Checkpoints go to the server after every epoch; a retry resumes from the last one."""
+    """Checkpoints go to the server; a retry resumes from the last one.
+
+    A save while the worker is stopping raises WorkerStopping once the upload is done, so the
+    trial is handed back right after its last checkpoint. For the built-in loop ``run_one``
+    wraps this store in a BackgroundCheckpointStore: other saves upload while training goes on.
+    """
 
     def __init__(
         self, client: ServerClient, trial: ClaimedTrial, worker_id: int, stop: Any
@@ -73,6 +91,9 @@ class ServerCheckpointStore:
         if self.trial.attempt == 1:
             return None
         return self.client.download(self.trial.id, "checkpoint")
+
+    def requested(self) -> bool:
+        return bool(self.stop.is_set())
 
 
 class LeaseKeeper:
@@ -140,11 +161,23 @@ def _result_attrs(result: Any, started: float) -> dict[str, Any]:
 def run_one(
     client: ServerClient, trial: ClaimedTrial, worker_id: int, slot: Slot, stop: Any
 ) -> None:
-    """Train one claimed trial and tell the server how it ended."""
-    from workers.training.runner import run_trial  # torch loads in the slot process only
+    """Train one claimed trial and tell the server how it ended.
 
+    Kept cheap around the training (the target is <= 3% of wall time outside it): the
+    built-in loop's report goes out while the next epoch trains, and checkpoints come every
+    ``checkpoint_every_seconds`` and upload in the background; only a stopping worker's last
+    checkpoint uploads synchronously. User objectives report and checkpoint synchronously.
+    """
+    # torch loads in the slot process only
+    from workers.training.checkpoint import BackgroundCheckpointStore
+    from workers.training.runner import run_trial
+
+    built_in = "entrypoint" not in trial.training and "entrypoint" not in trial.params
     store = ServerCheckpointStore(client, trial, worker_id, stop)
-    reporter = ServerReporter(client, trial, worker_id, stop, store)
+    # The built-in loop trains on while its checkpoint uploads; a user objective's
+    # save_checkpoint() stays synchronous: the checkpoint is on the server when it returns.
+    uploads = BackgroundCheckpointStore(store) if built_in else None
+    reporter = ServerReporter(client, trial, worker_id, stop, store, checkpoint_follows=built_in)
     started = time.monotonic()
     logger.info(
         "slot %d: trial %d (study %s, attempt %d)",
@@ -156,7 +189,13 @@ def run_one(
     with LeaseKeeper(client, worker_id, trial.lease_seconds), TemporaryDirectory() as tmp:
         try:
             training, params = _training_config(trial, client, Path(tmp))
-            result = run_trial(training, params, reporter, store, slot.device)
+            try:
+                result = run_trial(
+                    training, params, reporter, uploads or store, slot.device, overlap_reports=True
+                )
+            finally:
+                if uploads is not None:
+                    uploads.close()  # a checkpoint still waiting is of no use after the run
         except WorkerStopping:
             client.release(trial.id, worker_id, "worker shutting down")
             logger.info("slot %d: trial %d handed back", slot.index, trial.number)
@@ -202,9 +241,15 @@ def prepare_slot_process(settings: WorkerSettings, slot: Slot, stop: Any) -> Non
     from hposvc.logs import configure_logging
 
     configure_logging(settings.log_level)
+    import numpy as np
     import torch
 
     torch.set_num_threads(slot.threads)
+    # Forks share the forkserver's torch generator: without this, unseeded trials would draw
+    # the same numbers in every slot (spawned slots each seeded their own at import). Python's
+    # random reseeds itself after a fork; numpy's global state is reseeded here to be sure.
+    pass
+    np.random.seed()
 
 
 def slot_main(settings: WorkerSettings, worker_id: int, slot: Slot, stop: Any) -> None:

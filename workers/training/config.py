@@ -62,6 +62,13 @@ Evaluation (``metrics.py``, ``early_stopping.py``)
     early_stopping  {patience: 5, min_delta: 0.0} on the objective; none = off; true = defaults
     restore_best    end on the weights of the best epoch (test metrics use them); true
 
+Checkpoints (``checkpoint.py``)
+    checkpoint_every_seconds
+                    seconds between a trial's checkpoints, taken at the end of an epoch (the
+                    worker uploads them in the background); 0 = after every epoch. A stopping
+                    worker checkpoints at the end of the current epoch anyway; a lost worker's
+                    retry repeats at most this much training (plus an epoch). 30
+
 Transfer learning
     init_checkpoint file with a state_dict or a full checkpoint, loaded before training (tensors
                     whose name and shape match)
@@ -322,6 +329,8 @@ class TrainConfig:
     early_stopping: EarlyStop | None = None
     restore_best: bool = True
 
+    checkpoint_every_seconds: float = 30.0
+
     init_checkpoint: str | None = None
     freeze: tuple[str, ...] | int = ()
 
@@ -478,6 +487,11 @@ class TrainConfig:
         if not isinstance(self.early_stopping, EarlyStop | None):
             set_(self, "early_stopping", EarlyStop.from_value(self.early_stopping))
         set_(self, "restore_best", _bool("restore_best", self.restore_best))
+        set_(
+            self,
+            "checkpoint_every_seconds",
+            _float("checkpoint_every_seconds", self.checkpoint_every_seconds, 0),
+        )
 
         if self.init_checkpoint is not None and not isinstance(self.init_checkpoint, str):
             raise _fail("init_checkpoint", f"expected a file path, got {self.init_checkpoint!r}")

@@ -2,8 +2,11 @@
 
 Per epoch: shuffle the resident train tensors, step through index slices (no DataLoader, no
 host copies, no per-batch sync), evaluate on validation under inference_mode, report the
-objective to the server, update early stopping, save a checkpoint. The loss is summed on the
-device and read once per epoch, which is also where NaN/inf is caught.
+objective to the server, update early stopping, and save a checkpoint when
+``checkpoint_every_seconds`` have passed since the last one (or the store asks for one now).
+The loss is summed on the device and read once per epoch, which is also where NaN/inf is
+caught. With ``overlap_reports`` the report goes out in the background while the next epoch
+trains (see :class:`~workers.training.pruning.ReportChannel`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from workers.training.early_stopping import EarlyStopping
 from workers.training.losses import build_loss, loss_targets
 from workers.training.metrics import compute_metrics
 from workers.training.optim import build_optimizer, build_scheduler, precision_context
+from workers.training.pruning import ReportChannel
 from workers.training.seeding import rng_state, set_rng_state
 
 if TYPE_CHECKING:
@@ -69,6 +73,7 @@ def fit(
     reporter: Reporter,
     checkpoints: CheckpointStore | None = None,
     frozen_modules: Sequence[str] = (),
+    overlap_reports: bool = False,
 ) -> FitResult:
     """Train ``model`` on ``data`` as ``cfg`` says; resume from ``checkpoints`` when it has one.
 
@@ -77,14 +82,18 @@ def fit(
         data: the prepared splits.
         cfg: the trial's config.
         reporter: receives the objective after every epoch; True from it prunes the trial.
-        checkpoints: where the per-epoch checkpoint goes (None: no checkpoints).
+        checkpoints: where checkpoints go (None: no checkpoints).
         frozen_modules: modules kept in eval mode (frozen by transfer learning).
+        overlap_reports: send each report from a background thread and train the next epoch
+            meanwhile; a prune answer stops that epoch at the next batch and discards it. The
+            reporter must then be callable from another thread.
 
     Returns:
         The history and how the run ended.
 
     Raises:
         TrainingDiverged: the train or validation loss became NaN or infinite.
+        Exception: whatever the reporter or the checkpoint store raises.
     """
     device = data.train.x.device
     criterion = build_loss(cfg, data)
@@ -132,103 +141,128 @@ def fit(
         start_epoch = resumed_from + 1
         logger.info("resuming from the checkpoint of epoch %d", resumed_from)
 
+    def pruned_at(step: int) -> dict[str, Any]:
+        value = next(h[metric] for h in reversed(history) if h["epoch"] == step)
+        reason = f"pruned by the server at epoch {step} ({metric} {value:.6g})"
+        return {"how": "pruned", "epoch": step, "reason": reason}
+
+    reports = ReportChannel(reporter, overlap=overlap_reports)
+    last_checkpoint = time.monotonic()
     epoch = start_epoch - 1
-    for epoch in range(start_epoch, cfg.max_epochs + 1):
-        if stop is not None:
-            break
-        # ---- train one epoch
-        model.train()
-        for module in frozen:
-            module.eval()
-        started = time.perf_counter()
-        batch_losses = []  # detached, on the device: summed once at the end of the epoch
-        perm = torch.randperm(n, device=device)
-        for start in range(0, n, batch_size):
-            idx = perm[start : start + batch_size]
-            xb, yb = x_train[idx], y_train[idx]
-            if augment is not None:
-                xb = augment(xb)
-            with autocast():
-                loss = criterion(model(xb), yb)
-            if cfg.l1:
-                loss = loss + cfg.l1 * torch.stack([w.abs().sum() for w in l1_weights]).sum()
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                if cfg.grad_clip:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            batch_losses.append(loss.detach())
-        sizes = torch.full((steps_per_epoch,), float(batch_size), device=device)
-        sizes[-1] = n - batch_size * (steps_per_epoch - 1)
-        train_loss = (torch.stack(batch_losses).float() @ sizes).item() / n  # the epoch's sync
-        train_seconds = time.perf_counter() - started
-        if not math.isfinite(train_loss):
-            raise TrainingDiverged(
-                f"train loss is {train_loss} at epoch {epoch} (lr {cfg.lr:g}); lower lr or set "
-                "grad_clip"
-            )
-
-        # ---- evaluate, report, early stopping
-        started = time.perf_counter()
-        val = evaluate(model, data.val, data, criterion, cfg, autocast, prefix="val_")
-        val_seconds = time.perf_counter() - started
-        if not math.isfinite(val["val_loss"]):
-            raise TrainingDiverged(f"validation loss is {val['val_loss']} at epoch {epoch}")
-        record = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            "lr": optimizer.param_groups[0]["lr"],
-            "train_seconds": train_seconds,
-            "samples_per_second": n / train_seconds if train_seconds > 0 else math.inf,
-            "validation_seconds": val_seconds,
-            **val,
-        }
-        history.append(record)
-        value = val[metric]
-        logger.debug("epoch %d: train_loss %.4g, %s %.4g", epoch, train_loss, metric, value)
-
-        if reporter.report(epoch, value):
-            stop = {
-                "how": "pruned",
-                "epoch": epoch,
-                "reason": f"pruned by the server at epoch {epoch} ({metric} {value:.6g})",
-            }
-            break
-        should_stop, reason = stopper.update(value, epoch)
-        if stopper.improved and cfg.restore_best:
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if should_stop:
-            stop = {"how": "early_stopped", "epoch": epoch, "reason": reason}
-
-        # ---- checkpoint
-        if checkpoints is not None:
-            checkpoints.save(
-                to_bytes(
-                    {
-                        "version": CHECKPOINT_VERSION,
-                        "epoch": epoch,
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                        "scaler": scaler.state_dict() if scaler is not None else None,
-                        "early_stopping": stopper.state_dict(),
-                        "best_model": best_state,
-                        "history": history,
-                        "stop": stop,
-                        "rng": rng_state(),
-                    }
+    try:
+        for epoch in range(start_epoch, cfg.max_epochs + 1):
+            if stop is not None:
+                break
+            # ---- train one epoch (overlapped: until the last report's answer says prune)
+            model.train()
+            for module in frozen:
+                module.eval()
+            started = time.perf_counter()
+            batch_losses = []  # detached, on the device: summed once at the end of the epoch
+            perm = torch.randperm(n, device=device)
+            for start in range(0, n, batch_size):
+                if reports.stops_epoch():
+                    break
+                idx = perm[start : start + batch_size]
+                xb, yb = x_train[idx], y_train[idx]
+                if augment is not None:
+                    xb = augment(xb)
+                with autocast():
+                    loss = criterion(model(xb), yb)
+                if cfg.l1:
+                    loss = loss + cfg.l1 * torch.stack([w.abs().sum() for w in l1_weights]).sum()
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    if cfg.grad_clip:
+                        scaler.unscale_(optimizer)
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    if cfg.grad_clip:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
+                batch_losses.append(loss.detach())
+            train_loss = math.nan  # an epoch cut short by a prune is discarded just below
+            if len(batch_losses) == steps_per_epoch:
+                sizes = torch.full((steps_per_epoch,), float(batch_size), device=device)
+                sizes[-1] = n - batch_size * (steps_per_epoch - 1)
+                train_loss = (torch.stack(batch_losses).float() @ sizes).item() / n  # the sync
+            train_seconds = time.perf_counter() - started
+            # The previous epoch's answer; a prune discards this epoch, trained or partial.
+            if (step := reports.settle()) is not None:
+                stop = pruned_at(step)
+                break
+            if not math.isfinite(train_loss):
+                raise TrainingDiverged(
+                    f"train loss is {train_loss} at epoch {epoch} (lr {cfg.lr:g}); lower lr or "
+                    "set grad_clip"
                 )
+
+            # ---- evaluate, report, early stopping
+            started = time.perf_counter()
+            val = evaluate(model, data.val, data, criterion, cfg, autocast, prefix="val_")
+            val_seconds = time.perf_counter() - started
+            if not math.isfinite(val["val_loss"]):
+                raise TrainingDiverged(f"validation loss is {val['val_loss']} at epoch {epoch}")
+            record = {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "lr": optimizer.param_groups[0]["lr"],
+                "train_seconds": train_seconds,
+                "samples_per_second": n / train_seconds if train_seconds > 0 else math.inf,
+                "validation_seconds": val_seconds,
+                **val,
+            }
+            history.append(record)
+            value = val[metric]
+            logger.debug("epoch %d: train_loss %.4g, %s %.4g", epoch, train_loss, metric, value)
+
+            if reports.send(epoch, value):
+                stop = pruned_at(epoch)
+                break
+            should_stop, reason = stopper.update(value, epoch)
+            if stopper.improved and cfg.restore_best:
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if should_stop:
+                stop = {"how": "early_stopped", "epoch": epoch, "reason": reason}
+
+            # ---- checkpoint: on the cadence, or now when the holder asks (worker stopping)
+            save = checkpoints is not None and (
+                time.monotonic() - last_checkpoint >= cfg.checkpoint_every_seconds
+                or checkpoints.requested()
             )
+            # A checkpoint never gets ahead of the server's answers, nor does the trial's end.
+            if (save or stop is not None or epoch == cfg.max_epochs) and (
+                step := reports.settle()
+            ) is not None:
+                stop = pruned_at(step)
+                break
+            if save and checkpoints is not None:
+                checkpoints.save(
+                    to_bytes(
+                        {
+                            "version": CHECKPOINT_VERSION,
+                            "epoch": epoch,
+                            "model": model.state_dict(),
+                            "optimizer": optimizer.state_dict(),
+                            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                            "scaler": scaler.state_dict() if scaler is not None else None,
+                            "early_stopping": stopper.state_dict(),
+                            "best_model": best_state,
+                            "history": history,
+                            "stop": stop,
+                            "rng": rng_state(),
+                        }
+                    )
+                )
+                last_checkpoint = time.monotonic()
+    finally:
+        reports.close()
 
     # ---- end: pick the epoch whose weights and metrics the trial keeps
     if stop is None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
 
@@ -37,3 +40,79 @@ class NullReporter:
     def report(self, step: int, value: float) -> bool:
         self.reports.append((step, value))
         return False
+
+
+class ReportChannel:
+    """How fit() reports each epoch: synchronously, or overlapped with the next epoch.
+
+    Overlapped, epoch k's report goes out on a background thread and epoch k+1 starts at once.
+    The loop calls :meth:`stops_epoch` per batch and stops as soon as the answer says prune
+    (or the report failed); that partial epoch is discarded, never reported. At most one
+    report is in flight: the loop waits for its answer (:meth:`settle`) before the next
+    report, before a checkpoint and before the trial ends. The answer is the reporter's (the
+    server's Optuna pruner) unchanged; only where the loop waits for it moves.
+
+    Reports go out on one thread per process, kept across trials (a slot runs one trial at a
+    time), so its HTTP connection is kept too.
+    """
+
+    _thread: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool): a fork needs its own
+    _thread_lock = threading.Lock()
+
+    def __init__(self, reporter: Reporter, *, overlap: bool) -> None:
+        self._reporter = reporter
+        self._pool = self._shared_thread() if overlap else None
+        self._pending: Future[bool] | None = None
+        self._step = 0
+
+    @classmethod
+    def _shared_thread(cls) -> ThreadPoolExecutor:
+        with cls._thread_lock:
+            if cls._thread is None or cls._thread[0] != os.getpid():
+                cls._thread = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="report"))
+            return cls._thread[1]
+
+    def send(self, step: int, value: float) -> bool:
+        """Report ``value`` at ``step``.
+
+        Returns:
+            Synchronously, the answer (True: prune). Overlapped, False: :meth:`settle` has it.
+
+        Raises:
+            RuntimeError: overlapped, the previous report is not settled yet.
+            Exception: synchronously, whatever the reporter raises.
+        """
+        if self._pool is None:
+            return self._reporter.report(step, value)
+        if self._pending is not None:
+            raise RuntimeError(f"report {self._step} is still in flight; settle() it first")
+        self._step = step
+        self._pending = self._pool.submit(self._reporter.report, step, value)
+        return False
+
+    def stops_epoch(self) -> bool:
+        """True once the report in flight is answered with prune, or failed (cheap: per batch)."""
+        pending = self._pending
+        if pending is None or not pending.done():
+            return False
+        return pending.exception() is not None or bool(pending.result())
+
+    def settle(self) -> int | None:
+        """Wait for the report in flight.
+
+        Returns:
+            The step it prunes the trial at, or None (not pruned, or nothing in flight).
+
+        Raises:
+            Exception: whatever the reporter raised for it.
+        """
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return None
+        return self._step if pending.result() else None
+
+    def close(self) -> None:
+        """Wait for a report still in flight (its answer and error are dropped)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.exception()  # waits; the error, if any, is the caller's to drop

@@ -34,6 +34,8 @@ def run_trial(
     reporter: Reporter,
     checkpoints: CheckpointStore | None,
     device: str = "cpu",
+    *,
+    overlap_reports: bool = False,
 ) -> TrialResult:
     """Train and evaluate one trial; resume from ``checkpoints`` when it holds one.
 
@@ -41,8 +43,10 @@ def run_trial(
         training: the study's ``training`` section.
         params: the trial's hyperparameters; they override ``training``.
         reporter: gets the objective after every epoch and may prune the trial.
-        checkpoints: where the per-epoch checkpoint is kept (None: no checkpoints).
+        checkpoints: where checkpoints are kept (None: no checkpoints).
         device: torch device string ("cpu", "cuda", "cuda:1").
+        overlap_reports: the built-in loop reports in the background while the next epoch
+            trains (see :func:`~workers.training.loop.fit`); user objectives report as they do.
 
     Returns:
         The result; a pruned trial returns normally with ``stopped="pruned"``.
@@ -66,7 +70,13 @@ def run_trial(
             frozen = freeze(model, cfg.freeze)
 
     result = fit(
-        model, data, cfg, reporter=reporter, checkpoints=checkpoints, frozen_modules=frozen
+        model,
+        data,
+        cfg,
+        reporter=reporter,
+        checkpoints=checkpoints,
+        frozen_modules=frozen,
+        overlap_reports=overlap_reports,
     )
 
     metrics = dict(result.val_metrics)

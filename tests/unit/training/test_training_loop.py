@@ -83,7 +83,7 @@ def test_regression_metrics_are_in_target_units() -> None:
 
 
 def test_checkpoint_resume_continues_from_the_saved_epoch() -> None:
-    config = {**DIGITS_CNN, "max_epochs": 5}
+    config = {**DIGITS_CNN, "max_epochs": 5, "checkpoint_every_seconds": 0}  # every epoch
     store = InMemoryCheckpointStore()
     with pytest.raises(ConnectionError):  # the worker is lost while reporting epoch 4
         run_trial(config, {}, ScriptedReporter(crash_at=4), store)
@@ -102,7 +102,13 @@ def test_checkpoint_resume_continues_from_the_saved_epoch() -> None:
 def test_file_store_resumes_and_a_finished_run_does_not_train_again(tmp_path: Path) -> None:
     store = FileCheckpointStore(tmp_path / "trial-7" / "ckpt.pt")
     assert store.load() is None
-    config = {**IRIS, "lr": 1e-9, "max_epochs": 10, "early_stopping": {"patience": 2}}
+    config = {
+        **IRIS,
+        "lr": 1e-9,
+        "max_epochs": 10,
+        "early_stopping": {"patience": 2},
+        "checkpoint_every_seconds": 0,
+    }
     first = run_trial(config, {}, NullReporter(), store)
     assert first.stopped == "early_stopped" and first.stop_epoch == 3
     reporter = ScriptedReporter()

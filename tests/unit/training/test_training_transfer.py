@@ -49,7 +49,7 @@ def test_warm_start_starts_from_the_checkpoint(pretrained: Path) -> None:
 
 def test_full_checkpoint_file_and_a_new_head(tmp_path: Path) -> None:
     store = FileCheckpointStore(tmp_path / "full.pt")
-    run_trial(DIGITS_CNN, {}, NullReporter(), store)
+    run_trial(DIGITS_CNN, {"checkpoint_every_seconds": 0}, NullReporter(), store)
     # a 10-class checkpoint into a 2-class model: the head does not fit and stays fresh
     data = {
         **DIGITS_CNN,

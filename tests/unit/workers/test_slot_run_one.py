@@ -1,0 +1,175 @@
+"""run_one against a fake server client: reports overlapped with training, checkpoints on a
+cadence and in the background, the synchronous last checkpoint of a stopping worker, and the
+errors of a background report (workers/slot.py)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from hposvc.schemas.trials import ClaimedTrial
+from workers.client import LeaseLost, RequestRejected
+from workers.devices import Slot
+from workers.slot import run_one
+from workers.training.checkpoint import from_bytes
+
+IRIS = {"dataset": "iris", "model": "mlp", "width": 16, "batch_size": 32, "max_epochs": 6}
+SLOT = Slot(index=0, device="cpu", visible_gpu=None, threads=1)
+
+
+class FakeClient:
+    """Records the worker's calls; answers reports as told; keeps uploads for a retry."""
+
+    def __init__(
+        self,
+        stop: threading.Event,
+        *,
+        prune_at: int | None = None,
+        stop_at: int | None = None,
+        fail_at: tuple[int, Exception] | None = None,
+    ) -> None:
+        self.stop, self.prune_at, self.stop_at, self.fail_at = stop, prune_at, stop_at, fail_at
+        self.calls: list[tuple[str, Any]] = []
+        self.uploads: dict[str, list[bytes]] = {}
+        self.attrs: dict[str, Any] = {}
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.calls if name != "heartbeat"]
+
+    def steps(self) -> list[int]:
+        return [arg for name, arg in self.calls if name == "report"]
+
+    def report(self, _trial_id: int, _worker_id: int, step: int, _value: float) -> bool:
+        self.calls.append(("report", step))
+        if self.fail_at is not None and step == self.fail_at[0]:
+            raise self.fail_at[1]
+        if step == self.stop_at:
+            self.stop.set()
+        return step == self.prune_at
+
+    def upload(self, _trial_id: int, _worker_id: int, kind: str, data: bytes) -> None:
+        self.calls.append(("upload", kind))
+        self.uploads.setdefault(kind, []).append(data)
+
+    def download(self, _trial_id: int, kind: str) -> bytes | None:
+        return self.uploads[kind][-1] if self.uploads.get(kind) else None
+
+    def complete(self, _t: int, _w: int, values: list[float], user_attrs: dict) -> None:
+        self.calls.append(("complete", values))
+        self.attrs = user_attrs
+
+    def set_user_attrs(self, _t: int, _w: int, user_attrs: dict[str, Any]) -> None:
+        self.calls.append(("set_user_attrs", None))
+        self.attrs = user_attrs
+
+    def fail(self, _t: int, _w: int, reason: str, _attrs: dict[str, Any]) -> None:
+        self.calls.append(("fail", reason))
+
+    def release(self, _t: int, _w: int, reason: str) -> None:
+        self.calls.append(("release", reason))
+
+    def heartbeat(self, _worker_id: int) -> None:
+        self.calls.append(("heartbeat", None))
+
+
+def _trial(training: dict[str, Any], attempt: int = 1) -> ClaimedTrial:
+    return ClaimedTrial(
+        id=7,
+        study="s",
+        study_id=1,
+        number=0,
+        params={"lr": 0.01},
+        training=training,
+        attempt=attempt,
+        retry_of=None if attempt == 1 else 6,
+        lease_expires_at=datetime.now(UTC),
+        lease_seconds=300,
+        objectives=[{"name": "val_accuracy", "direction": "maximize"}],
+    )
+
+
+def _run(client: FakeClient, training: dict[str, Any], attempt: int = 1) -> None:
+    run_one(client, _trial(training, attempt), 3, SLOT, client.stop)  # type: ignore[arg-type]
+
+
+def test_a_completed_trial_reports_every_epoch_and_uploads_no_checkpoint_by_default() -> None:
+    client = FakeClient(threading.Event())
+    _run(client, IRIS)
+    assert client.steps() == [1, 2, 3, 4, 5, 6]
+    assert client.names()[-2:] == ["upload", "complete"]
+    assert list(client.uploads) == ["model"]  # 30 s cadence: a short trial takes none
+    assert client.attrs["stopped"] == "completed"
+
+
+def test_checkpoint_every_epoch_uploads_in_the_background_newest_first() -> None:
+    client = FakeClient(threading.Event())
+    _run(client, {**IRIS, "checkpoint_every_seconds": 0})
+    epochs = [from_bytes(blob)["epoch"] for blob in client.uploads["checkpoint"]]
+    assert 1 <= len(epochs) <= 6 and epochs == sorted(epochs)  # waiting ones may be dropped
+    assert client.names()[-1] == "complete"
+
+
+def test_a_pruned_trial_stops_at_the_answered_epoch() -> None:
+    client = FakeClient(threading.Event(), prune_at=2)
+    _run(client, IRIS)
+    assert client.steps() == [1, 2]
+    assert client.names()[-1] == "set_user_attrs"
+    assert (client.attrs["stopped"], client.attrs["stop_epoch"]) == ("pruned", 2)
+    assert [h["epoch"] for h in client.attrs["history"]] == [1, 2]
+
+
+def test_a_stopping_worker_checkpoints_synchronously_then_hands_back_and_the_retry_resumes():
+    client = FakeClient(threading.Event(), stop_at=2)
+    _run(client, IRIS)
+    names = client.names()
+    assert names[-2:] == ["upload", "release"] and "complete" not in names
+    assert len(client.uploads["checkpoint"]) == 1  # the hand-back one; the cadence took none
+    saved = from_bytes(client.uploads["checkpoint"][0])["epoch"]
+    assert saved in (2, 3)  # stop came with report 2, seen at the end of epoch 2 or 3
+    assert client.steps() == list(range(1, saved + 1))
+
+    retry = FakeClient(threading.Event())
+    retry.uploads = client.uploads
+    _run(retry, IRIS, attempt=2)
+    assert retry.steps() == list(range(saved + 1, 7))
+    assert retry.attrs["resumed_from_epoch"] == saved
+    assert retry.names()[-1] == "complete"
+
+
+@pytest.mark.parametrize("at", [1, 3])
+def test_a_lease_lost_by_a_background_report_ends_the_trial_quietly(at: int) -> None:
+    client = FakeClient(threading.Event(), fail_at=(at, LeaseLost("trial 7 is not held")))
+    _run(client, IRIS)
+    assert client.names()[-1] == "report" and client.steps()[-1] == at
+
+
+def test_a_rejected_background_report_fails_the_trial() -> None:
+    client = FakeClient(threading.Event(), fail_at=(2, RequestRejected(422, "bad step")))
+    _run(client, IRIS)
+    assert client.names()[-1] == "fail" and client.steps() == [1, 2]
+    assert "RequestRejected" in client.calls[-1][1] and "bad step" in client.calls[-1][1]
+
+
+def _run_user(client: FakeClient, entrypoint: str, params: dict[str, Any]) -> None:
+    trial = _trial({"entrypoint": entrypoint}).model_copy(update={"params": params})
+    run_one(client, trial, 3, SLOT, client.stop)  # type: ignore[arg-type]
+
+
+def test_a_user_objective_is_handed_back_after_its_synchronous_checkpoint() -> None:
+    client = FakeClient(threading.Event(), stop_at=2)
+    user_code = "tests/unit/training/training_user_code.py:objective"
+    _run_user(client, user_code, {"x": 0.5, "steps": 5})
+    # it checkpoints after every step: the save after step 2 uploads at once, then hand-back
+    assert client.steps() == [1, 2]
+    assert client.names()[-2:] == ["upload", "release"]
+    assert from_bytes(client.uploads["checkpoint"][-1], trusted=True) == {"step": 2}
+
+
+def test_a_user_objective_that_never_checkpoints_is_handed_back_at_its_report() -> None:
+    client = FakeClient(threading.Event(), stop_at=1)
+    _run_user(client, "tests/e2e/objectives.py:flaky", {"mode": "ok", "x": 0.5})
+    assert client.steps() == [1]
+    assert client.names()[-1] == "release" and "checkpoint" not in client.uploads
