@@ -248,7 +248,7 @@ def prepare_slot_process(settings: WorkerSettings, slot: Slot, stop: Any) -> Non
     # Forks share the forkserver's torch generator: without this, unseeded trials would draw
     # the same numbers in every slot (spawned slots each seeded their own at import). Python's
     # random reseeds itself after a fork; numpy's global state is reseeded here to be sure.
-    pass
+    torch.seed()
     np.random.seed()
 
 

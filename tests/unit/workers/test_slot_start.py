@@ -8,6 +8,7 @@ This module imports neither torch nor the training core, so a slot that has them
 from __future__ import annotations
 
 import os
+import random
 import signal
 import sys
 import time
@@ -36,6 +37,7 @@ def _probe(conn: Any, settings: WorkerSettings, slot: Slot, stop: Any) -> None:
     """A slot target that reports what it found after the fork and after slot set-up."""
     warm_at_entry = {name: name in sys.modules for name in WARM}
     prepare_slot_process(settings, slot, stop)
+    import numpy as np
     import torch
 
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, set())
@@ -54,6 +56,7 @@ def _probe(conn: Any, settings: WorkerSettings, slot: Slot, stop: Any) -> None:
             "torch_threads": torch.get_num_threads(),
             "os_threads_started_by_torch": after - before,
             "sigterm_blocked": signal.SIGTERM in blocked,
+            "draws": (torch.rand(1).item(), np.random.random(), random.random()),
         }
     )
     conn.close()
@@ -100,6 +103,18 @@ def test_a_forked_slot_sets_its_own_threads_gpu_and_signals(threads: int) -> Non
     else:
         assert report["os_threads_started_by_torch"] >= 1
     assert report["sigterm_blocked"] is False
+
+
+def test_forked_slots_do_not_share_random_streams() -> None:
+    """torch's generator is seeded in the forkserver: each slot must reseed, as spawned ones
+    did by importing torch themselves (an unseeded trial must not repeat another slot's)."""
+    first = _run_probe(Slot(0, "cpu", None, 1))
+    second = _run_probe(Slot(1, "cpu", None, 1))
+
+    assert first["ppid"] == second["ppid"]  # both forks of the same forkserver
+    names = ("torch", "numpy", "random")
+    for name, a, b in zip(names, first["draws"], second["draws"], strict=True):
+        assert a != b, f"{name}: both slots drew {a}"
 
 
 def test_the_forkserver_outlives_a_sigterm_to_the_process_group() -> None:
