@@ -30,6 +30,13 @@ class Database:
         if self.is_sqlite:
             _configure_sqlite(self.engine)
         self._write_engine = self.engine.execution_options(**{_IMMEDIATE: True})
+        # One read statement needs no transaction around it: on PostgreSQL that saves the
+        # BEGIN and COMMIT round trips (SQLite has none to save).
+        self._read_once_engine = (
+            self.engine
+            if self.is_sqlite
+            else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
         self._read_sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(self._write_engine, expire_on_commit=False)
 
@@ -74,6 +81,20 @@ class Database:
         try:
             with engine.begin() as conn:
                 yield conn
+        except OperationalError as exc:
+            raise StorageError(f"database unavailable: {exc.orig}") from exc
+        except SQLAlchemyError as exc:
+            raise StorageError(f"database error: {exc}") from exc
+
+    def read_once(self, statement: Any, params: dict[str, Any]) -> list[Any]:
+        """The rows of one read statement, run on its own (no transaction on PostgreSQL).
+
+        Raises:
+            StorageError: the database failed.
+        """
+        try:
+            with self._read_once_engine.connect() as conn:
+                return list(conn.execute(statement, params))
         except OperationalError as exc:
             raise StorageError(f"database unavailable: {exc.orig}") from exc
         except SQLAlchemyError as exc:

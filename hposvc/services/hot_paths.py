@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, exists, func, insert, select, update
 
 from hposvc.db.base import utcnow
 from hposvc.db.models import IntermediateValue, Study, Trial, Worker
@@ -34,26 +34,36 @@ from hposvc.schemas.trials import (
 
 # Built once: constructing statements costs more than running them on SQLite.
 _studies, _trials, _values = Study.__table__, Trial.__table__, IntermediateValue.__table__
+_STUDY = (
+    _studies.c.seq.label("study_seq"),
+    _studies.c.state.label("study_state"),
+    _studies.c.n_trials,
+    _studies.c.budget_used,
+    _studies.c.created_at.label("study_created_at"),
+)
+_RUNNING = TrialState.RUNNING.value
+# A claim: the study, and whether any of its running trials' leases ran out.
 _LOCK_STUDY = (
     select(
-        _studies.c.seq,
-        _studies.c.state,
-        _studies.c.n_trials,
-        _studies.c.budget_used,
-        _studies.c.created_at,
+        *_STUDY,
+        exists()
+        .where(
+            _trials.c.study_id == _studies.c.id,
+            _trials.c.state == _RUNNING,
+            _trials.c.lease_expires_at < bindparam("b_now"),
+        )
+        .label("lease_ran_out"),
     )
     .where(_studies.c.id == bindparam("b_study"))
-    .with_for_update()
+    .with_for_update(of=_studies)
 )
-_READ_TRIAL = select(_trials).where(_trials.c.id == bindparam("b_trial"))
-_READ_TRIAL_STATE = select(
-    _trials.c.study_id,
-    _trials.c.worker_id,
-    _trials.c.state,
-    _trials.c.number,
-    _trials.c.lease_expires_at,
-    _trials.c.last_step,
-).where(_trials.c.id == bindparam("b_trial"))
+# A report or complete: the study and the trial, in one round trip.
+_LOCK_STUDY_WITH_TRIAL = (
+    select(*_STUDY, _trials)
+    .join_from(_studies, _trials, _trials.c.study_id == _studies.c.id)
+    .where(_studies.c.id == bindparam("b_study"), _trials.c.id == bindparam("b_trial"))
+    .with_for_update(of=_studies)
+)
 _INSERT_VALUE = insert(_values).values(
     trial_id=bindparam("b_trial"),
     step=bindparam("b_step"),
@@ -116,25 +126,21 @@ _STUDY_GAINS_TRIAL_AND_ATTRS = (
     .values({**_ADD_TRIAL_TO_STUDY, "system_attrs": bindparam("b_study_attrs")})
 )
 _INSERT_TRIAL = insert(_trials).returning(_trials.c.id)
-_WORKER_EXISTS = select(Worker.__table__.c.id).where(Worker.__table__.c.id == bindparam("b_w"))
-_REPLAYED_CLAIM = select(_trials.c.id).where(
-    _trials.c.worker_id == bindparam("b_w"), _trials.c.claim_request_id == bindparam("b_req")
-)
-_RUNNING_STUDIES = (
-    select(_studies.c.id)
-    .where(_studies.c.state == StudyState.RUNNING.value)
-    .order_by(_studies.c.id)
-    .limit(2)
-)
-_STUDY_NAMED = select(_studies.c.id).where(_studies.c.name == bindparam("b_name"))
-_LEASE_RAN_OUT = (
+_workers = Worker.__table__
+_running_studies = select(_studies.c.id).where(_studies.c.state == StudyState.RUNNING.value)
+# What a claim must know before it locks a study, in one round trip.
+_CLAIM_CONTEXT = select(
+    select(_workers.c.id).where(_workers.c.id == bindparam("b_w")).scalar_subquery(),
     select(_trials.c.id)
-    .where(
-        _trials.c.study_id == bindparam("b_study"),
-        _trials.c.state == TrialState.RUNNING.value,
-        _trials.c.lease_expires_at < bindparam("b_now"),
-    )
+    .where(_trials.c.worker_id == bindparam("b_w"))
+    .where(_trials.c.claim_request_id == bindparam("b_req"))
     .limit(1)
+    .scalar_subquery(),
+    select(func.count()).select_from(_running_studies.subquery()).scalar_subquery(),
+    select(func.min(_studies.c.id))
+    .where(_studies.c.state == StudyState.RUNNING.value)
+    .scalar_subquery(),
+    select(_studies.c.id).where(_studies.c.name == bindparam("b_name")).scalar_subquery(),
 )
 
 
@@ -148,48 +154,42 @@ class _Locked:
 
     conn: Connection
     cache: StudyCache
-    study: Row[Any]
+    row: Row[Any]  # the study's columns (``study_*``), and the trial's with a trial
     now: datetime
     mutated: bool = False
 
     def may_complete_study(self) -> bool:
         """Whether a trial finishing now might complete the study (the general path's call)."""
-        study, cache = self.study, self.cache
+        row, cache = self.row, self.cache
         limit = cache.spec.budget.time_limit_seconds
         return (
-            study.state != StudyState.RUNNING.value
-            or study.budget_used >= cache.spec.budget.max_trials
+            row.study_state != StudyState.RUNNING.value
+            or row.budget_used >= cache.spec.budget.max_trials
             or not cache.can_create()
-            or (limit is not None and (self.now - study.created_at).total_seconds() >= limit)
+            or (limit is not None and (self.now - row.study_created_at).total_seconds() >= limit)
         )
 
     @property
     def seq(self) -> int:
         """The seq this decision's writes carry."""
-        return int(self.study.seq) + 1
+        return int(self.row.study_seq) + 1
 
-    def trial(self, trial_id: int, worker_id: int, *, whole: bool = False) -> Row[Any]:
-        """The trial if this worker holds it with a live lease, else the general path.
-
-        Args:
-            whole: every column, not only those a report needs.
-        """
-        statement = _READ_TRIAL if whole else _READ_TRIAL_STATE
-        row = self.conn.execute(statement, {"b_trial": trial_id}).first()
+    def check_held_by(self, worker_id: int) -> None:
+        """The trial must be running for this worker with a live lease, else the general path."""
+        row = self.row
         if (
-            row is None
-            or row.study_id != self.cache.study_id
-            or row.worker_id != worker_id
-            or row.state != TrialState.RUNNING.value
+            row.worker_id != worker_id
+            or row.state != _RUNNING
             or row.lease_expires_at is None
             or row.lease_expires_at < self.now
         ):
             raise _GeneralPath
-        return row
 
 
 @contextmanager
-def _locked(db: Database, caches: StudyCaches, study_id: int) -> Iterator[_Locked]:
+def _locked(
+    db: Database, caches: StudyCaches, study_id: int, trial_id: int | None = None
+) -> Iterator[_Locked]:
     """The general path's locks in its order; a mutated cache is dropped if the write fails."""
     cache = caches.get(study_id)
     if cache is None:
@@ -200,10 +200,15 @@ def _locked(db: Database, caches: StudyCaches, study_id: int) -> Iterator[_Locke
         locked: _Locked | None = None
         try:
             with db.connection(write=True) as conn:
-                study = conn.execute(_LOCK_STUDY, {"b_study": study_id}).first()
-                if study is None or study.seq != cache.seq:
+                now = utcnow()
+                if trial_id is None:
+                    row = conn.execute(_LOCK_STUDY, {"b_study": study_id, "b_now": now}).first()
+                else:
+                    keys = {"b_study": study_id, "b_trial": trial_id}
+                    row = conn.execute(_LOCK_STUDY_WITH_TRIAL, keys).first()
+                if row is None or row.study_seq != cache.seq:
                     raise _GeneralPath
-                locked = _Locked(conn, cache, study, utcnow())
+                locked = _Locked(conn, cache, row, now)
                 yield locked
             if locked.mutated:
                 cache.seq = locked.seq
@@ -222,37 +227,30 @@ def fast_claim(
     request_id: str | None,
 ) -> ClaimedTrial | None:
     """A new trial sampled in the one study there is to claim from, or None."""
+    keys = {"b_w": worker_id, "b_req": request_id, "b_name": study_name}
     try:
-        with db.connection() as conn:
-            if conn.execute(_WORKER_EXISTS, {"b_w": worker_id}).first() is None:
-                return None
-            if request_id is not None:
-                replay = {"b_w": worker_id, "b_req": request_id}
-                if conn.execute(_REPLAYED_CLAIM, replay).first() is not None:
-                    return None
-            if study_name is None:
-                ids = conn.execute(_RUNNING_STUDIES).scalars().all()
-            else:
-                ids = conn.execute(_STUDY_NAMED, {"b_name": study_name}).scalars().all()
-        if len(ids) != 1:
-            return None  # none, or several to choose from: the general path's call
-        with _locked(db, caches, ids[0]) as hot:
+        [(worker, replayed, n_running, first_running, named)] = db.read_once(_CLAIM_CONTEXT, keys)
+        if worker is None or replayed is not None:
+            return None  # unknown worker, or a retried claim
+        study_id = named if study_name is not None else first_running if n_running == 1 else None
+        if study_id is None:
+            return None  # no such study, or several to choose from: the general path's call
+        with _locked(db, caches, study_id) as hot:
             return _claim(hot, worker_id, request_id)
     except _GeneralPath:
         return None
 
 
 def _claim(hot: _Locked, worker_id: int, request_id: str | None) -> ClaimedTrial:
-    cache, spec, study = hot.cache, hot.cache.spec, hot.study
+    cache, spec, study = hot.cache, hot.cache.spec, hot.row
     budget = spec.budget
     if (
         hot.may_complete_study()  # no new trial then, or none that counts on the budget
+        or study.lease_ran_out
         or budget.max_concurrent is not None
         or cache.has_waiting()
         or study.n_trials != cache.n_trials
     ):
-        raise _GeneralPath
-    if hot.conn.execute(_LEASE_RAN_OUT, {"b_study": cache.study_id, "b_now": hot.now}).first():
         raise _GeneralPath
     attrs_before = cache.study_system_attrs()
     hot.mutated = True
@@ -312,8 +310,9 @@ def fast_report(
         budget is spent): the general path checks that next.
     """
     try:
-        with _locked(db, caches, study_id) as hot:
-            row = hot.trial(trial_id, body.worker_id)
+        with _locked(db, caches, study_id, trial_id) as hot:
+            hot.check_held_by(body.worker_id)
+            row = hot.row
             previous = hot.cache.intermediate_value(row.number, body.step)
             if previous == body.value:  # a retry: it did not prune, or the trial would be
                 return ReportResponse(should_prune=False), False
@@ -349,11 +348,12 @@ def fast_complete(
 ) -> TrialRead | None:
     """Complete a running trial of a study that goes on running, or None."""
     try:
-        with _locked(db, caches, study_id) as hot:
+        with _locked(db, caches, study_id, trial_id) as hot:
             cache = hot.cache
             if len(body.values) != len(cache.spec.objectives) or hot.may_complete_study():
                 raise _GeneralPath
-            row = hot.trial(trial_id, body.worker_id, whole=True)
+            hot.check_held_by(body.worker_id)
+            row = hot.row
             hot.mutated = True
             values = list(body.values)
             cache.finish(row.number, TrialState.COMPLETE, values)
