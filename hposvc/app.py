@@ -64,7 +64,7 @@ def create_app(settings: Settings, *, migrate: bool = True, fast_lane: bool = Tr
             upgrade(settings.database_url)
         db = Database(settings.database_url)
         app.state.db = db
-        app.state.caches = StudyCaches()
+        app.state.caches = StudyCaches(settings.max_cached_studies)
         app.state.charts = ChartCache()
         app.state.artifacts = ArtifactStore(settings.artifacts_dir, settings.max_artifact_bytes)
         sweeper = LeaseSweeper(db, app.state.caches, settings.lease_check_seconds)

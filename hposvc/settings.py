@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_artifact_bytes: int = Field(default=256 * 1_048_576, ge=1024)
     lease_check_seconds: float = Field(default=1.0, gt=0)
+    max_cached_studies: int = Field(
+        default=64,
+        ge=1,
+        description="Studies whose sampler state stays in memory; others are rebuilt on use.",
+    )
     log_level: str = "INFO"
 
     @field_validator("database_url")

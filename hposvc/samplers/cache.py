@@ -13,6 +13,7 @@ import logging
 import threading
 import warnings
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -258,10 +259,15 @@ class StudyCache:
 
 
 class StudyCaches:
-    """This process's caches, one per study, each with the lock that serializes its use."""
+    """This process's caches, one per study, each with the lock that serializes its use.
 
-    def __init__(self) -> None:
-        self._caches: dict[int, StudyCache] = {}
+    At most ``max_studies`` are kept: the least recently used goes first, and is rebuilt from
+    the database when its study is used again (as after a restart).
+    """
+
+    def __init__(self, max_studies: int = 64) -> None:
+        self.max_studies = max_studies
+        self._caches: OrderedDict[int, StudyCache] = OrderedDict()
         self._locks: dict[int, threading.Lock] = {}
         self._guard = threading.Lock()
         self._trial_study: dict[int, int] = {}
@@ -280,10 +286,19 @@ class StudyCaches:
             return self._locks.setdefault(study_id, threading.Lock())
 
     def get(self, study_id: int) -> StudyCache | None:
-        return self._caches.get(study_id)
+        with self._guard:
+            cache = self._caches.get(study_id)
+            if cache is not None:
+                self._caches.move_to_end(study_id)
+            return cache
 
     def put(self, cache: StudyCache) -> None:
-        self._caches[cache.study_id] = cache
+        with self._guard:
+            self._caches[cache.study_id] = cache
+            self._caches.move_to_end(cache.study_id)
+            while len(self._caches) > self.max_studies:
+                self._caches.popitem(last=False)
 
     def drop(self, study_id: int) -> None:
-        self._caches.pop(study_id, None)
+        with self._guard:
+            self._caches.pop(study_id, None)

@@ -146,3 +146,25 @@ def test_hot_and_general_paths_write_the_same_rows(
     for table in hot:
         for i, (h, g) in enumerate(zip(hot[table], general[table], strict=True)):
             assert h == g, (table, i, {k: (v, g[k]) for k, v in h.items() if g[k] != v})
+
+
+def test_caches_keep_the_most_recently_used_studies(database_url: str) -> None:
+    """Past the limit the least recently used study's cache goes; using it rebuilds it."""
+    db, caches = Database(database_url), StudyCaches(max_studies=2)
+    worker = workers.register(db=db, body=WorkerRegister(name="w", host="h"))
+    names = ["s0", "s1", "s2"]
+    for name in names:
+        studies.create_study(db=db, spec=StudySpec.model_validate(make_spec(name=name)))
+    claimed = {
+        n: trials.claim(db=db, caches=caches, worker_id=worker, study_name=n) for n in names
+    }
+    ids = {n: c.study_id for n, c in claimed.items()}
+    assert caches.get(ids["s0"]) is None  # evicted when s2 came
+    assert caches.get(ids["s1"]) is not None and caches.get(ids["s2"]) is not None
+    for name in names:  # each study goes on from where its trials are, evicted or not
+        done = CompleteRequest(worker_id=worker, values=[1.0])
+        trials.complete(db=db, caches=caches, trial_id=claimed[name].id, body=done)
+        again = trials.claim(db=db, caches=caches, worker_id=worker, study_name=name)
+        assert again is not None and again.number == 1
+    assert len([i for i in ids.values() if caches.get(i) is not None]) == 2
+    db.dispose()
