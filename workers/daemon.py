@@ -20,7 +20,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from multiprocessing import forkserver
+from multiprocessing import forkserver, resource_tracker
 from typing import TYPE_CHECKING, Any
 
 from hposvc.schemas.workers import WorkerRegister
@@ -70,9 +70,13 @@ def _ensure_forkserver(ctx: BaseContext) -> None:
     would stop waiting for them. multiprocessing's resource tracker ignores SIGTERM for the
     same reason. Slots unblock it first thing (``slot_main``). Blocked, not ignored, so a
     signal to the daemon in this window is delivered afterwards, not lost.
+
+    The resource tracker starts first: starting it unblocks SIGTERM in the caller (it blocks
+    and unblocks around its own spawn), which would undo the mask the forkserver must inherit.
     """
     if ctx.get_start_method() != "forkserver":
         return
+    resource_tracker.ensure_running()
     old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     try:
         forkserver.ensure_running()
