@@ -201,8 +201,22 @@ class ServerClient:
         body = {"worker_id": worker_id, "values": values, "user_attrs": user_attrs}
         self._call("POST", f"/trials/{trial_id}/complete", json_body=body)
 
-    def fail(self, trial_id: int, worker_id: int, reason: str, user_attrs: dict[str, Any]) -> None:
-        body = {"worker_id": worker_id, "reason": reason[-60_000:], "user_attrs": user_attrs}
+    def fail(
+        self,
+        trial_id: int,
+        worker_id: int,
+        reason: str,
+        user_attrs: dict[str, Any],
+        *,
+        retry: bool = True,
+    ) -> None:
+        """Fail a trial; ``retry=False`` when the same parameters would fail again."""
+        body = {
+            "worker_id": worker_id,
+            "reason": reason[-60_000:],
+            "user_attrs": user_attrs,
+            "retry": retry,
+        }
         self._call("POST", f"/trials/{trial_id}/fail", json_body=body)
 
     def set_user_attrs(self, trial_id: int, worker_id: int, user_attrs: dict[str, Any]) -> None:

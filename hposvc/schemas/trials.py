@@ -130,3 +130,10 @@ class FailRequest(_Body):
     worker_id: Id
     reason: SafeText = Field(min_length=1, max_length=65_536)
     user_attrs: JSONObject = Field(default_factory=dict)
+    retry: bool = Field(
+        default=True,
+        description=(
+            "False when the same parameters would fail again (the training diverged, the "
+            "configuration is invalid): the trial is not run again, whatever the retry budget."
+        ),
+    )

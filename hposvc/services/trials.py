@@ -373,7 +373,8 @@ def fail(*, db: Database, caches: StudyCaches, trial_id: int, body: FailRequest)
             raise InvalidStateError(f"trial {trial_id} is {trial.state}, it cannot fail now")
         d.dirty = True
         trial.user_attrs = {**trial.user_attrs, **body.user_attrs}
-        finish_without_commit(d, trial, TrialState.FAIL, reason=body.reason)
+        requeue = None if body.retry else False  # None: within the study's retry budget
+        finish_without_commit(d, trial, TrialState.FAIL, reason=body.reason, requeue=requeue)
         d.touch(trial)
         d.complete_if_done()
         return trial_read(trial, d.study.name)

@@ -181,6 +181,20 @@ def test_failed_trial_is_retried_then_given_up(client: TestClient) -> None:
     assert study["counts"]["fail"] == 3
 
 
+def test_a_failure_that_would_repeat_is_not_retried(client: TestClient) -> None:
+    _create(client, budget={"max_trials": 2, "max_retries": 2})
+    worker = register(client)
+    first = _claim(client, worker)
+    body = {"worker_id": worker, "reason": "loss is nan at epoch 1", "retry": False}
+    assert client.post(f"/api/v1/trials/{first['id']}/fail", json=body).status_code == 200
+    second = _claim(client, worker)
+    assert second["attempt"] == 1 and second["params"] != first["params"]  # a new trial
+    assert client.post(f"/api/v1/trials/{second['id']}/fail", json=body).status_code == 200
+    assert _claim(client, worker) is None
+    study = client.get("/api/v1/studies/study").json()
+    assert study["state"] == "completed" and study["counts"]["fail"] == 2
+
+
 def test_enqueued_trial_is_claimed_first(client: TestClient) -> None:
     _create(client)
     worker = register(client)
