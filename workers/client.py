@@ -12,6 +12,7 @@ import logging
 import random
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -65,7 +66,8 @@ class _Connections:
         self._headers = {"Host": parts.netloc, **headers}
         self._timeout = timeout
         self._local = threading.local()
-        self._all: list[http.client.HTTPConnection] = []
+        # Weakly held: a thread's connection closes with its thread (a lease keeper per trial).
+        self._all: weakref.WeakSet[http.client.HTTPConnection] = weakref.WeakSet()
         self._all_lock = threading.Lock()
 
     def _connection(self) -> http.client.HTTPConnection:
@@ -75,7 +77,7 @@ class _Connections:
             conn = kind(self._host, self._port, timeout=self._timeout)
             self._local.conn = conn
             with self._all_lock:
-                self._all.append(conn)
+                self._all.add(conn)
         return conn
 
     def _drop(self) -> None:
@@ -113,7 +115,7 @@ class _Connections:
 
     def close(self) -> None:
         with self._all_lock:
-            for conn in self._all:
+            for conn in list(self._all):
                 conn.close()
             self._all.clear()
 

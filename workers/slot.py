@@ -170,6 +170,7 @@ def run_one(
     """
     # torch loads in the slot process only
     from workers.training.checkpoint import BackgroundCheckpointStore
+    from workers.training.loop import TrainingDiverged
     from workers.training.runner import run_trial
 
     built_in = "entrypoint" not in trial.training and "entrypoint" not in trial.params
@@ -203,8 +204,11 @@ def run_one(
         except LeaseLost as exc:
             logger.warning("slot %d: trial %d lost its lease: %s", slot.index, trial.number, exc)
             return
-        except Exception:
-            client.fail(trial.id, worker_id, traceback.format_exc(), {"slot": slot.index})
+        except Exception as exc:
+            # Diverged training diverges again with the same parameters: no retry for it.
+            retry = not isinstance(exc, TrainingDiverged)
+            reason = traceback.format_exc()
+            client.fail(trial.id, worker_id, reason, {"slot": slot.index}, retry=retry)
             logger.warning("slot %d: trial %d failed", slot.index, trial.number, exc_info=True)
             return
         attrs = {**_result_attrs(result, started), "slot": slot.index, "device": slot.device}

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -42,10 +41,8 @@ def test_digits_spec_is_valid_and_a_trial_runs() -> None:
     }
     assert set(params) == set(spec["search_space"])  # every searched name is a config key
     TrainConfig.from_dict(merge(spec["training"], params))
-    started = time.perf_counter()
     result = run_trial(spec["training"], {**params, "max_epochs": 2}, NullReporter(), None)
     assert result.epochs_run == 2
-    assert time.perf_counter() - started < 5
 
 
 def test_user_objective_example_runs_prunes_and_resumes() -> None:

@@ -15,6 +15,7 @@ from workers.client import LeaseLost, RequestRejected
 from workers.devices import Slot
 from workers.slot import run_one
 from workers.training.checkpoint import from_bytes
+from workers.training.loop import TrainingDiverged
 
 IRIS = {"dataset": "iris", "model": "mlp", "width": 16, "batch_size": 32, "max_epochs": 6}
 SLOT = Slot(index=0, device="cpu", visible_gpu=None, threads=1)
@@ -65,8 +66,11 @@ class FakeClient:
         self.calls.append(("set_user_attrs", None))
         self.attrs = user_attrs
 
-    def fail(self, _t: int, _w: int, reason: str, _attrs: dict[str, Any]) -> None:
+    def fail(
+        self, _t: int, _w: int, reason: str, _attrs: dict[str, Any], *, retry: bool = True
+    ) -> None:
         self.calls.append(("fail", reason))
+        self.retry = retry
 
     def release(self, _t: int, _w: int, reason: str) -> None:
         self.calls.append(("release", reason))
@@ -151,6 +155,15 @@ def test_a_rejected_background_report_fails_the_trial() -> None:
     _run(client, IRIS)
     assert client.names()[-1] == "fail" and client.steps() == [1, 2]
     assert "RequestRejected" in client.calls[-1][1] and "bad step" in client.calls[-1][1]
+
+
+def test_only_a_failure_that_would_repeat_asks_for_no_retry() -> None:
+    diverged = FakeClient(threading.Event(), fail_at=(2, TrainingDiverged("loss is nan")))
+    _run(diverged, IRIS)
+    assert diverged.names()[-1] == "fail" and diverged.retry is False
+    crashed = FakeClient(threading.Event(), fail_at=(2, RuntimeError("CUDA error")))
+    _run(crashed, IRIS)
+    assert crashed.names()[-1] == "fail" and crashed.retry is True
 
 
 def _run_user(client: FakeClient, entrypoint: str, params: dict[str, Any]) -> None:
