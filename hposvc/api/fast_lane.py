@@ -1,14 +1,15 @@
-"""The worker protocol's three hot routes, answered without FastAPI's per-request machinery.
+"""The worker protocol's hot routes, answered without FastAPI's per-request machinery.
 
-Every trial is a claim, a report per epoch and a complete. Through FastAPI's routing,
-dependency injection and body handling one of these costs the server about 0.7 ms of CPU
-besides the work itself (measured: a report 1.3 ms against 0.25 ms in the service), which
-caps a server process at a few hundred trials per second. This lane answers the same routes
-with the same service calls, the same validation (the same pydantic models) and the same
-error bodies. Anything it does not handle plainly goes on to FastAPI, which answers it as
-always: a missing or wrong token (401), a body that does not validate (422, with FastAPI's
-field-by-field message), a path id out of range. The routes stay declared in FastAPI too, so
-the OpenAPI schema documents them and describes exactly what this lane answers.
+Every trial is a claim, a report per epoch and a complete (or, pruned, its metrics). Through
+FastAPI's routing, dependency injection and body handling one of these costs the server
+about 0.7 ms of CPU besides the work itself (measured: a report 1.3 ms against 0.25 ms in the
+service), which caps a server process at a few hundred trials per second. This lane answers
+the same routes with the same service calls, the same validation (the same pydantic models)
+and the same error bodies. Anything it does not handle plainly goes on to FastAPI, which
+answers it as always: a missing or wrong token (401), a body that does not validate (422,
+with FastAPI's field-by-field message), a path id out of range. The routes stay declared in
+FastAPI too, so the OpenAPI schema documents them and describes exactly what this lane
+answers.
 """
 
 from __future__ import annotations
@@ -27,14 +28,19 @@ from hposvc import errors
 from hposvc.api.errors import error_body
 from hposvc.api.limits import replay_body
 from hposvc.schemas.common import MAX_ID
-from hposvc.schemas.trials import ClaimRequest, CompleteRequest, ReportRequest
+from hposvc.schemas.trials import (
+    ClaimRequest,
+    CompleteRequest,
+    ReportRequest,
+    UserAttrsRequest,
+)
 from hposvc.services import trials
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-_ROUTE = re.compile(r"^/api/v1/trials/(?:claim|([1-9][0-9]{0,18})/(report|complete))$")
+_ROUTE = re.compile(r"^/api/v1/trials/(?:claim|([1-9][0-9]{0,18})/(report|complete|user-attrs))$")
 _JSON = [(b"content-type", b"application/json")]
 
 
@@ -65,8 +71,11 @@ def _call(path: str, body: bytes, state: Any) -> Callable[[], BaseModel | None]:
         if match.group(2) == "report":
             report = ReportRequest.model_validate(payload)
             return lambda: trials.report(db=db, caches=caches, trial_id=trial_id, body=report)
-        done = CompleteRequest.model_validate(payload)
-        return lambda: trials.complete(db=db, caches=caches, trial_id=trial_id, body=done)
+        if match.group(2) == "complete":
+            done = CompleteRequest.model_validate(payload)
+            return lambda: trials.complete(db=db, caches=caches, trial_id=trial_id, body=done)
+        attrs = UserAttrsRequest.model_validate(payload)
+        return lambda: trials.set_user_attrs(db=db, caches=caches, trial_id=trial_id, body=attrs)
     except (ValueError, ValidationError):  # JSONDecodeError is a ValueError
         raise _NotHere from None
 
@@ -96,7 +105,7 @@ async def _read_body(receive: Receive) -> tuple[bytes, bool]:
 
 
 class WorkerFastLane:
-    """ASGI middleware: claim, report and complete go straight to the service layer."""
+    """ASGI middleware: claim, report, complete and user-attrs go straight to the services."""
 
     def __init__(self, app: Any) -> None:
         self.app = app

@@ -30,6 +30,7 @@ from hposvc.schemas.trials import (
     ReportRequest,
     ReportResponse,
     TrialRead,
+    UserAttrsRequest,
 )
 
 # Built once: constructing statements costs more than running them on SQLite.
@@ -125,7 +126,20 @@ _STUDY_GAINS_TRIAL_AND_ATTRS = (
     .where(_studies.c.id == bindparam("b_study"))
     .values({**_ADD_TRIAL_TO_STUDY, "system_attrs": bindparam("b_study_attrs")})
 )
-_INSERT_TRIAL = insert(_trials).returning(_trials.c.id)
+_NEW_TRIAL_COLUMNS = (
+    "study_id number state params distributions system_attrs user_attrs grid_id counts_budget "
+    "attempt worker_id claim_request_id created_at started_at lease_expires_at seq"
+).split()
+_INSERT_TRIAL = (
+    insert(_trials)
+    .values({name: bindparam(f"b_{name}") for name in _NEW_TRIAL_COLUMNS})
+    .returning(_trials.c.id)
+)
+_SET_USER_ATTRS = (
+    update(_trials)
+    .where(_trials.c.id == bindparam("b_trial"))
+    .values(user_attrs=bindparam("b_user"), seq=bindparam("b_seq"))
+)
 _workers = Worker.__table__
 _running_studies = select(_studies.c.id).where(_studies.c.state == StudyState.RUNNING.value)
 # What a claim must know before it locks a study, in one round trip.
@@ -142,6 +156,38 @@ _CLAIM_CONTEXT = select(
     .scalar_subquery(),
     select(_studies.c.id).where(_studies.c.name == bindparam("b_name")).scalar_subquery(),
 )
+
+
+class _Writes:
+    """Statements a hot path writes together, sharing one set of parameters.
+
+    On PostgreSQL they go as one statement (the first ones as data-modifying CTEs, which
+    touch other rows than the last): one round trip instead of several. Elsewhere they run
+    one after the other. The last statement's result is returned.
+    """
+
+    def __init__(self, *statements: Any) -> None:
+        *before, last = statements
+        self.statements = statements
+        self.combined = last.add_cte(*(s.cte(f"w{i}") for i, s in enumerate(before)))
+
+    def run(self, conn: Connection, params: dict[str, Any]) -> Any:
+        if conn.dialect.name == "postgresql":
+            return conn.execute(self.combined, params)
+        result = None
+        for statement in self.statements:
+            result = conn.execute(statement, params)
+        return result
+
+
+_REPORT = _Writes(_INSERT_VALUE, _UPDATE_TRIAL, _BUMP_STUDY)
+_REPORT_AGAIN = _Writes(_UPDATE_VALUE, _UPDATE_TRIAL, _BUMP_STUDY)
+_REPORT_PRUNES = _Writes(_INSERT_VALUE, _PRUNE_TRIAL, _BUMP_STUDY)
+_REPORT_AGAIN_PRUNES = _Writes(_UPDATE_VALUE, _PRUNE_TRIAL, _BUMP_STUDY)
+_COMPLETE = _Writes(_COMPLETE_TRIAL, _BUMP_STUDY)
+_USER_ATTRS = _Writes(_SET_USER_ATTRS, _BUMP_STUDY)
+_CLAIM = _Writes(_STUDY_GAINS_TRIAL, _INSERT_TRIAL)
+_CLAIM_WITH_STUDY_ATTRS = _Writes(_STUDY_GAINS_TRIAL_AND_ATTRS, _INSERT_TRIAL)
 
 
 class _GeneralPath(Exception):  # noqa: N818 - a signal, not an error
@@ -258,33 +304,31 @@ def _claim(hot: _Locked, worker_id: int, request_id: str | None) -> ClaimedTrial
     if asked is None or asked.was_waiting or asked.number != study.n_trials:
         raise _GeneralPath
     lease = hot.now + timedelta(seconds=budget.lease_seconds)
-    trial_id = hot.conn.execute(
-        _INSERT_TRIAL,
-        {
-            "study_id": cache.study_id,
-            "number": asked.number,
-            "state": TrialState.RUNNING.value,
-            "params": asked.params,
-            "distributions": asked.distributions,
-            "system_attrs": asked.system_attrs,
-            "user_attrs": {},
-            "grid_id": asked.grid_id,
-            "counts_budget": True,
-            "attempt": 1,
-            "worker_id": worker_id,
-            "claim_request_id": request_id,
-            "created_at": hot.now,
-            "started_at": hot.now,
-            "lease_expires_at": lease,
-            "seq": hot.seq,
-        },
-    ).scalar_one()
-    params = {"b_study": cache.study_id, "b_seq": hot.seq, "b_now": hot.now}
+    new = {
+        "study_id": cache.study_id,
+        "number": asked.number,
+        "state": TrialState.RUNNING.value,
+        "params": asked.params,
+        "distributions": asked.distributions,
+        "system_attrs": asked.system_attrs,
+        "user_attrs": {},
+        "grid_id": asked.grid_id,
+        "counts_budget": True,
+        "attempt": 1,
+        "worker_id": worker_id,
+        "claim_request_id": request_id,
+        "created_at": hot.now,
+        "started_at": hot.now,
+        "lease_expires_at": lease,
+        "seq": hot.seq,
+    }
+    params = {f"b_{name}": value for name, value in new.items()}
+    params.update(b_study=cache.study_id, b_now=hot.now)
     if asked.study_system_attrs != attrs_before:
         params["b_study_attrs"] = asked.study_system_attrs
-        hot.conn.execute(_STUDY_GAINS_TRIAL_AND_ATTRS, params)
+        trial_id = _CLAIM_WITH_STUDY_ATTRS.run(hot.conn, params).scalar_one()
     else:
-        hot.conn.execute(_STUDY_GAINS_TRIAL, params)
+        trial_id = _CLAIM.run(hot.conn, params).scalar_one()
     return ClaimedTrial(
         id=trial_id,
         study=spec.name,
@@ -330,13 +374,13 @@ def fast_report(
                 "b_attrs": result.system_attrs,
                 "b_now": hot.now,
             }
-            hot.conn.execute(_INSERT_VALUE if previous is None else _UPDATE_VALUE, params)
             if result.should_prune:
                 hot.cache.finish(row.number, TrialState.PRUNED, [body.value])
-                hot.conn.execute(_PRUNE_TRIAL, {**params, "b_values": [body.value]})
+                params["b_values"] = [body.value]
+                writes = _REPORT_PRUNES if previous is None else _REPORT_AGAIN_PRUNES
             else:
-                hot.conn.execute(_UPDATE_TRIAL, params)
-            hot.conn.execute(_BUMP_STUDY, params)
+                writes = _REPORT if previous is None else _REPORT_AGAIN
+            writes.run(hot.conn, params)
             maybe_done = result.should_prune and hot.may_complete_study()
             return ReportResponse(should_prune=result.should_prune), maybe_done
     except _GeneralPath:
@@ -367,18 +411,43 @@ def fast_complete(
                 "b_seq": hot.seq,
                 "b_user": user_attrs,
             }
-            hot.conn.execute(_COMPLETE_TRIAL, params)
-            hot.conn.execute(_BUMP_STUDY, params)
-            return TrialRead(
-                **{
-                    **row._mapping,
-                    "study": cache.spec.name,
-                    "state": TrialState.COMPLETE,
-                    "values": values,
-                    "user_attrs": user_attrs,
-                    "finished_at": hot.now,
-                    "lease_expires_at": None,
-                }
+            _COMPLETE.run(hot.conn, params)
+            return _trial_read(
+                row,
+                cache.spec.name,
+                state=TrialState.COMPLETE,
+                values=values,
+                user_attrs=user_attrs,
+                finished_at=hot.now,
+                lease_expires_at=None,
             )
     except _GeneralPath:
         return None
+
+
+def fast_set_user_attrs(
+    *, db: Database, caches: StudyCaches, study_id: int, trial_id: int, body: UserAttrsRequest
+) -> TrialRead | None:
+    """Merge user attributes into a trial this worker holds or ran (a pruned one's metrics)."""
+    try:
+        with _locked(db, caches, study_id, trial_id) as hot:
+            row = hot.row
+            if row.state == _RUNNING:
+                hot.check_held_by(body.worker_id)
+            elif row.worker_id != body.worker_id:
+                raise _GeneralPath
+            merged = {**row.user_attrs, **body.user_attrs}
+            changes: dict[str, Any] = {"user_attrs": merged}
+            if merged != row.user_attrs:
+                params = {"b_study": study_id, "b_trial": trial_id, "b_now": hot.now}
+                params.update(b_user=merged, b_seq=hot.seq)
+                hot.mutated = True  # the cache holds no user attributes; its seq moves on
+                _USER_ATTRS.run(hot.conn, params)
+            return _trial_read(row, hot.cache.spec.name, **changes)
+    except _GeneralPath:
+        return None
+
+
+def _trial_read(row: Row[Any], study_name: str, **changes: Any) -> TrialRead:
+    """A trial as the API shows it, from its row (with the study's columns beside it)."""
+    return TrialRead(**{**row._mapping, "study": study_name, **changes})

@@ -41,7 +41,12 @@ from hposvc.schemas.trials import (
     IntermediateValue as IntermediateValueRead,
 )
 from hposvc.services.decisions import Decision, decide
-from hposvc.services.hot_paths import fast_claim, fast_complete, fast_report
+from hposvc.services.hot_paths import (
+    fast_claim,
+    fast_complete,
+    fast_report,
+    fast_set_user_attrs,
+)
 from hposvc.services.leases import (
     expire_leases_without_commit,
     expire_trial_without_commit,
@@ -391,6 +396,12 @@ def set_user_attrs(
         NotFoundError: unknown trial.
         LeaseLostError: another worker holds the trial, or its lease expired.
     """
+    study_id = _study_of_trial(db, caches, trial_id)
+    fast = fast_set_user_attrs(
+        db=db, caches=caches, study_id=study_id, trial_id=trial_id, body=body
+    )
+    if fast is not None:
+        return fast
 
     def act(d: Decision, trial: Trial) -> TrialRead:
         merged = {**trial.user_attrs, **body.user_attrs}

@@ -38,6 +38,9 @@ def _comparable(response: Any) -> tuple[int, Any]:
     return response.status_code, body
 
 
+A1 = {"a": 1}
+
+
 def _script(client: TestClient) -> list[tuple[int, Any]]:
     """Every kind of answer the three hot routes give, good and bad."""
     spec = make_spec(budget={"max_trials": 2, "lease_seconds": 60})
@@ -69,6 +72,14 @@ def _script(client: TestClient) -> list[tuple[int, Any]]:
         post(f"/api/v1/trials/{trial}/complete", json={"worker_id": worker, "values": [1.5]}),
         post(f"/api/v1/trials/{trial}/complete", json={"worker_id": worker, "values": [3.0]}),
         post(f"/api/v1/trials/{trial}/report", json={"worker_id": worker, "step": 3, "value": 1}),
+        post(f"/api/v1/trials/{trial}/user-attrs", json={"worker_id": worker, "user_attrs": {}}),
+        post(
+            f"/api/v1/trials/{trial}/user-attrs", json={"worker_id": other, "user_attrs": {"a": 1}}
+        ),
+        post(
+            f"/api/v1/trials/{trial}/user-attrs",
+            json={"worker_id": worker, "user_attrs": {"a": 1}},
+        ),
     ]
     second = post("/api/v1/trials/claim", json={"worker_id": other}).json()["id"]
     out += [
@@ -102,8 +113,8 @@ def test_lane_answers_like_fastapi(
         assert have == want, f"request {i}"
     statuses = {status for status, _ in got}
     assert {200, 204, 404, 409, 422} <= statuses
-    # the lane took the well-formed calls itself (both claims, reports, completes: 16 here)
-    assert len(handled) == 16
+    # the lane took the well-formed calls itself (claims, reports, completes, user-attrs)
+    assert len(handled) == 18
 
 
 @pytest.mark.parametrize("header", [None, "Bearer wrong", "Basic s3cret", "Bearer s3cret"])

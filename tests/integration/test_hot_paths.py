@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, text
 from hposvc.db.session import Database
 from hposvc.samplers import StudyCaches
 from hposvc.schemas.studies import StudySpec
-from hposvc.schemas.trials import CompleteRequest, ReportRequest
+from hposvc.schemas.trials import CompleteRequest, ReportRequest, UserAttrsRequest
 from hposvc.schemas.workers import WorkerRegister
 from hposvc.services import hot_paths, studies, trials, workers
 from tests.factories import make_spec
@@ -69,7 +69,9 @@ def _drive(url: str, spec: dict[str, Any]) -> None:
             body = ReportRequest(worker_id=worker, step=step + 1, value=x * x + 1 / (step + 1))
             answer = trials.report(db=db, caches=caches, trial_id=claimed.id, body=body)
             trial[1] = step + 1
-            if answer.should_prune:
+            if answer.should_prune:  # the worker sends its metrics, as slots do
+                attrs = UserAttrsRequest(worker_id=worker, user_attrs={"epochs": step + 1})
+                trials.set_user_attrs(db=db, caches=caches, trial_id=claimed.id, body=attrs)
                 del held[worker]
         else:
             done = CompleteRequest(worker_id=worker, values=[x * x], user_attrs={"w": worker})
@@ -95,14 +97,14 @@ def _rows(url: str) -> dict[str, list[dict[str, Any]]]:
 
 @pytest.fixture
 def no_hot_paths(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in ("fast_claim", "fast_report", "fast_complete"):
+    for name in ("fast_claim", "fast_report", "fast_complete", "fast_set_user_attrs"):
         monkeypatch.setattr(trials, name, lambda **_: None)
     yield
 
 
 @pytest.fixture
 def hot_path_calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    calls = {"fast_claim": 0, "fast_report": 0, "fast_complete": 0}
+    calls = dict.fromkeys(["fast_claim", "fast_report", "fast_complete", "fast_set_user_attrs"], 0)
     for name in calls:
         real = getattr(hot_paths, name)
 
@@ -122,7 +124,8 @@ def test_hot_and_general_paths_write_the_same_rows(
     calls = request.getfixturevalue("hot_path_calls")
     _drive(database_url, SPECS[kind])
     hot = _rows(database_url)
-    assert all(n > 0 for n in calls.values()), calls  # each hot path took some calls
+    pruned = calls["fast_set_user_attrs"] > 0
+    assert calls["fast_claim"] and calls["fast_report"] and calls["fast_complete"], calls
     request.getfixturevalue("no_hot_paths")
     if database_url.startswith("sqlite"):
         other = f"sqlite:///{tmp_path}/general.db"
@@ -143,6 +146,7 @@ def test_hot_and_general_paths_write_the_same_rows(
     _drive(other, SPECS[kind])
     general = _rows(other)
     assert hot["studies"][0]["state"] == "completed"
+    assert pruned == any(t["state"] == "pruned" for t in hot["trials"]), calls
     for table in hot:
         for i, (h, g) in enumerate(zip(hot[table], general[table], strict=True)):
             assert h == g, (table, i, {k: (v, g[k]) for k, v in h.items() if g[k] != v})
