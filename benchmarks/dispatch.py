@@ -200,7 +200,7 @@ def main() -> None:
     parser.add_argument("--workers", default="1,4,16")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
-    n_trials = 100 if args.quick else 500
+    n_trials = 200 if args.quick else 1000
     rows = []
     for db_kind in args.databases.split(","):
         for sampler in args.samplers.split(","):
