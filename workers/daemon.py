@@ -68,8 +68,8 @@ def _ensure_forkserver(ctx: BaseContext) -> None:
     (``kill -TERM -PGID``, systemd's default) does not kill it while its slots still finish
     their epoch: a dead forkserver reports every slot as exited (code 255) and the daemon
     would stop waiting for them. multiprocessing's resource tracker ignores SIGTERM for the
-    same reason. Slots unblock it first thing (``slot_main``). Blocked, not ignored, so a
-    signal to the daemon in this window is delivered afterwards, not lost.
+    same reason. Slots unblock it first thing (``prepare_slot_process``). Blocked, not
+    ignored, so a signal to the daemon in this window is delivered afterwards, not lost.
 
     The resource tracker starts first: starting it unblocks SIGTERM in the caller (it blocks
     and unblocks around its own spawn), which would undo the mask the forkserver must inherit.
@@ -99,10 +99,11 @@ def start_slot(
 
 def run_worker(settings: WorkerSettings) -> int:
     """Run until stopped (or, with max_trials / exit_when_idle, until the slots are done)."""
-    slots = plan_slots(settings.devices, settings.slots_per_device)
     ctx = slot_context()
-    # The forkserver imports torch while the daemon registers.
+    # The forkserver imports torch while the daemon plans its slots (``--devices auto`` imports
+    # torch here too, to count GPUs) and registers.
     _ensure_forkserver(ctx)
+    slots = plan_slots(settings.devices, settings.slots_per_device)
     client = ServerClient(
         settings.server_url,
         settings.token,
