@@ -24,6 +24,20 @@ def make_spec(**overrides: Any) -> dict[str, Any]:
     return spec
 
 
+def objective_spec(
+    name: str, entrypoint: str, *, seed: int, budget: dict[str, Any], **training: Any
+) -> dict[str, Any]:
+    """A study of a user objective (``tests/e2e/objectives.py:...``) over x in [0, 1]."""
+    return {
+        "name": name,
+        "objectives": [{"name": "value", "direction": "minimize"}],
+        "search_space": {"x": {"type": "float", "low": 0, "high": 1}},
+        "sampler": {"name": "random", "seed": seed},
+        "budget": budget,
+        "training": {"entrypoint": entrypoint, **training},
+    }
+
+
 def grid_spec(name: str = "grid", points: int = 120, **budget: Any) -> dict[str, Any]:
     """A grid study of ``points`` = 10 x (points / 10) points."""
     return make_spec(

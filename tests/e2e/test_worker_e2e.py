@@ -7,6 +7,8 @@ import time
 import httpx
 import pytest
 
+from tests.factories import objective_spec
+
 pytestmark = pytest.mark.slow
 
 
@@ -100,14 +102,13 @@ def test_killed_worker_trial_resumes_from_its_checkpoint(
 ) -> None:
     server = start_server(database_url)
     api = httpx.Client(base_url=f"{server.url}/api/v1", timeout=30)
-    spec = {
-        "name": "resume",
-        "objectives": [{"name": "value", "direction": "minimize"}],
-        "search_space": {"x": {"type": "float", "low": 0, "high": 1}},
-        "sampler": {"name": "random", "seed": 2},
-        "budget": {"max_trials": 2, "max_concurrent": 1, "max_retries": 2, "lease_seconds": 3},
-        "training": {"entrypoint": "tests/e2e/objectives.py:slow_steps", "step_seconds": 0.3},
-    }
+    spec = objective_spec(
+        "resume",
+        "tests/e2e/objectives.py:slow_steps",
+        seed=2,
+        budget={"max_trials": 2, "max_concurrent": 1, "max_retries": 2, "lease_seconds": 3},
+        step_seconds=0.3,
+    )
     assert api.post("/studies", json=spec).status_code == 201
     first = start_worker(server.url, "--slots-per-device", "1")
 

@@ -9,21 +9,19 @@ import time
 import httpx
 import pytest
 
+from tests.factories import objective_spec
+
 pytestmark = pytest.mark.slow
 
 
 def _slow_study(api: httpx.Client, name: str, step_seconds: float, lease: float = 30) -> None:
-    spec = {
-        "name": name,
-        "objectives": [{"name": "value", "direction": "minimize"}],
-        "search_space": {"x": {"type": "float", "low": 0, "high": 1}},
-        "sampler": {"name": "random", "seed": 4},
-        "budget": {"max_trials": 1, "max_retries": 0, "lease_seconds": lease},
-        "training": {
-            "entrypoint": "tests/e2e/objectives.py:slow_steps",
-            "step_seconds": step_seconds,
-        },
-    }
+    spec = objective_spec(
+        name,
+        "tests/e2e/objectives.py:slow_steps",
+        seed=4,
+        budget={"max_trials": 1, "max_retries": 0, "lease_seconds": lease},
+        step_seconds=step_seconds,
+    )
     assert api.post("/studies", json=spec).status_code == 201
 
 

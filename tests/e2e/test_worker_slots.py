@@ -10,6 +10,8 @@ import time
 import httpx
 import pytest
 
+from tests.factories import objective_spec
+
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forkserver on Linux only"),
@@ -21,14 +23,9 @@ def test_a_worker_slot_is_a_forkserver_child_with_its_gpu_and_threads(
 ) -> None:
     server = start_server(database_url)
     api = httpx.Client(base_url=f"{server.url}/api/v1", timeout=30)
-    spec = {
-        "name": "probe",
-        "objectives": [{"name": "value", "direction": "minimize"}],
-        "search_space": {"x": {"type": "float", "low": 0, "high": 1}},
-        "sampler": {"name": "random", "seed": 1},
-        "budget": {"max_trials": 2},
-        "training": {"entrypoint": "tests/e2e/slot_probe.py:where_am_i"},
-    }
+    spec = objective_spec(
+        "probe", "tests/e2e/slot_probe.py:where_am_i", seed=1, budget={"max_trials": 2}
+    )
     assert api.post("/studies", json=spec).status_code == 201
     # GPU 3 need not exist: nothing touches CUDA unless the objective does. The worker runs
     # with OMP_NUM_THREADS=1 (conftest); its one slot must still get every core.
@@ -53,14 +50,13 @@ def test_sigterm_to_the_whole_process_group_waits_for_the_hand_back(
     or the daemon sees every slot as gone and exits while they still finish their epoch."""
     server = start_server(database_url)
     api = httpx.Client(base_url=f"{server.url}/api/v1", timeout=30)
-    spec = {
-        "name": "group",
-        "objectives": [{"name": "value", "direction": "minimize"}],
-        "search_space": {"x": {"type": "float", "low": 0, "high": 1}},
-        "sampler": {"name": "random", "seed": 4},
-        "budget": {"max_trials": 1, "max_retries": 0, "lease_seconds": 30},
-        "training": {"entrypoint": "tests/e2e/objectives.py:slow_steps", "step_seconds": 1.5},
-    }
+    spec = objective_spec(
+        "group",
+        "tests/e2e/objectives.py:slow_steps",
+        seed=4,
+        budget={"max_trials": 1, "max_retries": 0, "lease_seconds": 30},
+        step_seconds=1.5,
+    )
     assert api.post("/studies", json=spec).status_code == 201
     worker = start_worker(server.url)
     deadline = time.monotonic() + 60
