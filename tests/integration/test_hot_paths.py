@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
 
+from hposvc.db.base import utcnow
+from hposvc.db.models import Trial
 from hposvc.db.session import Database
+from hposvc.domain.states import TrialState
 from hposvc.samplers import StudyCaches
 from hposvc.schemas.studies import StudySpec
 from hposvc.schemas.trials import CompleteRequest, ReportRequest, UserAttrsRequest
@@ -171,4 +175,30 @@ def test_caches_keep_the_most_recently_used_studies(database_url: str) -> None:
         again = trials.claim(db=db, caches=caches, worker_id=worker, study_name=name)
         assert again is not None and again.number == 1
     assert len([i for i in ids.values() if caches.get(i) is not None]) == 2
+    db.dispose()
+
+
+def test_a_claim_after_a_lease_ran_out_takes_the_general_path(database_url: str) -> None:
+    """The hot claim sees a running trial whose lease ran out, and leaves it to the general path.
+
+    Hot claims first: from the sixth on, PostgreSQL runs the lock as a prepared statement.
+    """
+    db, caches = Database(database_url), StudyCaches()
+    spec = make_spec(sampler={"name": "random", "seed": 3}, budget={"max_trials": 20})
+    studies.create_study(db=db, spec=StudySpec.model_validate(spec))
+    worker = workers.register(db=db, body=WorkerRegister(name="w", host="h"))
+    hot = {"db": db, "caches": caches, "worker_id": worker, "study_name": None, "request_id": None}
+    for turn in range(7):  # the first builds the study's cache
+        claimed = (hot_paths.fast_claim if turn else trials.claim)(**hot)
+        assert claimed is not None
+        done = CompleteRequest(worker_id=worker, values=[1.0])
+        trials.complete(db=db, caches=caches, trial_id=claimed.id, body=done)
+    held = trials.claim(db=db, caches=caches, worker_id=worker)
+    assert held is not None
+    with db.session(write=True) as session:
+        session.get(Trial, held.id).lease_expires_at = utcnow() - timedelta(seconds=1)
+    assert hot_paths.fast_claim(**hot) is None
+    assert trials.claim(db=db, caches=caches, worker_id=worker) is not None
+    with db.session() as session:
+        assert session.get(Trial, held.id).state != TrialState.RUNNING.value
     db.dispose()
