@@ -15,6 +15,9 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable
+from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -23,6 +26,7 @@ from hposvc.schemas.trials import ClaimedTrial
 from workers.client import LeaseLost, ServerClient, ServerUnreachable
 from workers.devices import Slot
 from workers.settings import WorkerSettings
+from workers.training.pruning import QueuedReports, TrialPruned
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +41,10 @@ class ServerReporter:
     ``checkpoint_follows``: the trial's code checkpoints when the worker stops (the built-in
     loop does, at the end of the epoch). Otherwise a stopping worker hands the trial back at
     its first report if it never checkpointed: no checkpoint would come.
+
+    ``queued``: reports go out in order on a background thread and ``report`` returns at once
+    (for a study without a pruner, whose answers can only say go on). A report's error
+    surfaces at the next report or at :meth:`flush`, which runs before the trial ends.
     """
 
     def __init__(
@@ -48,15 +56,22 @@ class ServerReporter:
         store: ServerCheckpointStore,
         *,
         checkpoint_follows: bool = False,
+        queued: bool = False,
     ) -> None:
         self.client, self.trial, self.worker_id = client, trial, worker_id
         self.stop, self.store = stop, store
         self.checkpoint_follows = checkpoint_follows
+        self._queue = QueuedReports() if queued else None
 
     def report(self, step: int, value: float) -> bool:
         if not math.isfinite(value):
             return False  # the loop raises TrainingDiverged; the trial fails with its reason
-        pruned = self.client.report(self.trial.id, self.worker_id, step, value)
+        if self._queue is not None:
+            pruned = self._queue.send(
+                partial(self.client.report, self.trial.id, self.worker_id, step, value)
+            )
+        else:
+            pruned = self.client.report(self.trial.id, self.worker_id, step, value)
         if (
             self.stop.is_set()
             and not pruned
@@ -65,6 +80,22 @@ class ServerReporter:
         ):
             raise WorkerStopping  # no checkpoint will come: stop at this report
         return pruned
+
+    def flush(self) -> None:
+        """Wait until the queued reports are on the server.
+
+        Raises:
+            LeaseLost: the server said so to one of them.
+            TrialPruned: one was answered with prune (a study without a pruner never is).
+            Exception: what one of them raised.
+        """
+        if self._queue is not None and self._queue.flush():
+            raise TrialPruned("pruned by the server at a queued report")
+
+    def drain(self) -> None:
+        """Wait for the queued reports, dropping their errors (the trial ends with another)."""
+        if self._queue is not None:
+            self._queue.drain()
 
 
 class ServerCheckpointStore:
@@ -122,7 +153,7 @@ class LeaseKeeper:
 
 
 def _training_config(
-    trial: ClaimedTrial, client: ServerClient, workdir: Path
+    trial: ClaimedTrial, client: ServerClient, workdir: Callable[[], Path]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The study's training section and the trial's params as the core takes them.
 
@@ -138,7 +169,7 @@ def _training_config(
         blob = client.download(source_id, "model") or client.download(source_id, "checkpoint")
         if blob is None:
             raise ValueError(f"init_checkpoint: trial {source_id} has no model or checkpoint")
-        path = workdir / f"init-from-trial-{source_id}.pt"
+        path = workdir() / f"init-from-trial-{source_id}.pt"
         path.write_bytes(blob)
         training["init_checkpoint"] = str(path)
         params.pop("init_checkpoint", None)
@@ -166,7 +197,10 @@ def run_one(
     Kept cheap around the training (the target is <= 3% of wall time outside it): the
     built-in loop's report goes out while the next epoch trains, and checkpoints come every
     ``checkpoint_every_seconds`` and upload in the background; only a stopping worker's last
-    checkpoint uploads synchronously. User objectives report and checkpoint synchronously.
+    checkpoint uploads synchronously. User objectives checkpoint synchronously and report
+    synchronously, unless the study has no pruner (``trial.prunes`` false): then their
+    reports are queued and go out in order while the objective goes on; they are all on the
+    server before the trial completes, fails or is handed back.
     """
     # torch loads in the slot process only
     from workers.training.checkpoint import BackgroundCheckpointStore
@@ -178,7 +212,15 @@ def run_one(
     # The built-in loop trains on while its checkpoint uploads; a user objective's
     # save_checkpoint() stays synchronous: the checkpoint is on the server when it returns.
     uploads = BackgroundCheckpointStore(store) if built_in else None
-    reporter = ServerReporter(client, trial, worker_id, stop, store, checkpoint_follows=built_in)
+    reporter = ServerReporter(
+        client,
+        trial,
+        worker_id,
+        stop,
+        store,
+        checkpoint_follows=built_in,
+        queued=not built_in and not trial.prunes,
+    )
     started = time.monotonic()
     logger.info(
         "slot %d: trial %d (study %s, attempt %d)",
@@ -187,16 +229,24 @@ def run_one(
         trial.study,
         trial.attempt,
     )
-    with LeaseKeeper(client, worker_id, trial.lease_seconds), TemporaryDirectory() as tmp:
+    with LeaseKeeper(client, worker_id, trial.lease_seconds), ExitStack() as scratch:
+
+        def workdir() -> Path:  # made on first use: most trials need none
+            return Path(scratch.enter_context(TemporaryDirectory()))
+
         try:
-            training, params = _training_config(trial, client, Path(tmp))
+            training, params = _training_config(trial, client, workdir)
             try:
                 result = run_trial(
                     training, params, reporter, uploads or store, slot.device, overlap_reports=True
                 )
+            except BaseException:
+                reporter.drain()  # queued reports reach the server before fail or release
+                raise
             finally:
                 if uploads is not None:
                     uploads.close()  # a checkpoint still waiting is of no use after the run
+            reporter.flush()  # every report is on the server before complete; raises as they did
         except WorkerStopping:
             client.release(trial.id, worker_id, "worker shutting down")
             logger.info("slot %d: trial %d handed back", slot.index, trial.number)

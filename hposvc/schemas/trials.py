@@ -76,6 +76,9 @@ class ClaimedTrial(BaseModel):
     lease_expires_at: datetime
     lease_seconds: float
     objectives: list[dict[str, str]]
+    # False when no report can answer prune (the study has no pruner): a worker may then send
+    # reports without waiting for their answers. Absent from older servers: assume it may.
+    prunes: bool = True
 
 
 class ReportRequest(_Body):

@@ -345,6 +345,7 @@ def _claim(hot: _Locked, worker_id: int, request_id: str | None) -> ClaimedTrial
         lease_expires_at=lease,
         lease_seconds=budget.lease_seconds,
         objectives=[o.model_dump() for o in spec.objectives],
+        prunes=spec.pruner.name != "none",
     )
 
 

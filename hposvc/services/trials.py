@@ -94,6 +94,7 @@ def _claimed(trial: Trial, d: Decision) -> ClaimedTrial:
         lease_expires_at=trial.lease_expires_at,
         lease_seconds=d.spec.budget.lease_seconds,
         objectives=[o.model_dump() for o in d.spec.objectives],
+        prunes=d.spec.pruner.name != "none",
     )
 
 

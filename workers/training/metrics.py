@@ -18,6 +18,10 @@ The tensors stay on their device: what reaches the host is one flag (is every cl
 targets?) and the final scalars, in one copy. torchmetrics' exact ROC curve has data-dependent
 shapes, so on CUDA it syncs internally too; all of it once per split and epoch, never per batch.
 Cost on digits (360 validation rows, 10 classes, CPU): ~1.3 ms, ~0.7 ms of it roc_auc.
+
+torchmetrics is imported at the first evaluation, not with this module: it imports scipy
+(~0.5-1 s), which a worker's forkserver would otherwise pay before its first slot starts,
+also for studies whose user objectives never evaluate here.
 """
 
 from __future__ import annotations
@@ -25,19 +29,6 @@ from __future__ import annotations
 import math
 
 import torch
-from torchmetrics.functional.classification import (
-    binary_accuracy,
-    binary_auroc,
-    binary_f1_score,
-    binary_precision,
-    binary_recall,
-    multiclass_accuracy,
-    multiclass_auroc,
-    multiclass_f1_score,
-    multiclass_precision,
-    multiclass_recall,
-)
-from torchmetrics.functional.regression import mean_absolute_error, mean_squared_error, r2_score
 
 
 def compute_metrics(
@@ -72,6 +63,19 @@ def compute_metrics(
 
 
 def _classification(outputs: torch.Tensor, y: torch.Tensor, num_classes: int) -> dict[str, float]:
+    from torchmetrics.functional.classification import (
+        binary_accuracy,
+        binary_auroc,
+        binary_f1_score,
+        binary_precision,
+        binary_recall,
+        multiclass_accuracy,
+        multiclass_auroc,
+        multiclass_f1_score,
+        multiclass_precision,
+        multiclass_recall,
+    )
+
     # float64: a confident model saturates float32 probabilities to ties, which blur roc_auc
     logits = outputs.to(torch.float64)
     # sklearn refuses roc_auc when a class is absent; torchmetrics would score it 0 and warn
@@ -105,6 +109,12 @@ def _classification(outputs: torch.Tensor, y: torch.Tensor, num_classes: int) ->
 def _regression(
     outputs: torch.Tensor, y: torch.Tensor, target_mean: float, target_std: float
 ) -> dict[str, float]:
+    from torchmetrics.functional.regression import (
+        mean_absolute_error,
+        mean_squared_error,
+        r2_score,
+    )
+
     standardized_pred = outputs.reshape(-1).to(torch.float64)
     standardized_true = y.reshape(-1).to(torch.float64)
     pred = standardized_pred * target_std + target_mean

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
@@ -42,6 +43,22 @@ class NullReporter:
         return False
 
 
+_thread: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool): a fork needs its own
+_thread_lock = threading.Lock()
+
+
+def report_thread() -> ThreadPoolExecutor:
+    """The process's one background thread for reports (FIFO: reports go out in order).
+
+    Kept across trials (a slot runs one trial at a time), so its HTTP connection is kept too.
+    """
+    global _thread
+    with _thread_lock:
+        if _thread is None or _thread[0] != os.getpid():
+            _thread = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="report"))
+        return _thread[1]
+
+
 class ReportChannel:
     """How fit() reports each epoch: synchronously, or overlapped with the next epoch.
 
@@ -52,25 +69,14 @@ class ReportChannel:
     report, before a checkpoint and before the trial ends. The answer is the reporter's (the
     server's Optuna pruner) unchanged; only where the loop waits for it moves.
 
-    Reports go out on one thread per process, kept across trials (a slot runs one trial at a
-    time), so its HTTP connection is kept too.
+    Reports go out on :func:`report_thread`.
     """
-
-    _thread: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool): a fork needs its own
-    _thread_lock = threading.Lock()
 
     def __init__(self, reporter: Reporter, *, overlap: bool) -> None:
         self._reporter = reporter
-        self._pool = self._shared_thread() if overlap else None
+        self._pool = report_thread() if overlap else None
         self._pending: Future[bool] | None = None
         self._step = 0
-
-    @classmethod
-    def _shared_thread(cls) -> ThreadPoolExecutor:
-        with cls._thread_lock:
-            if cls._thread is None or cls._thread[0] != os.getpid():
-                cls._thread = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="report"))
-            return cls._thread[1]
 
     def send(self, step: int, value: float) -> bool:
         """Report ``value`` at ``step``.
@@ -116,3 +122,60 @@ class ReportChannel:
         pending, self._pending = self._pending, None
         if pending is not None:
             pending.exception()  # waits; the error, if any, is the caller's to drop
+
+
+class QueuedReports:
+    """Reports sent in order on :func:`report_thread` without waiting for their answers.
+
+    Only for trials whose reports cannot answer prune (the study has no pruner): the caller
+    goes on at once. What a report raised surfaces at the next :meth:`send` or at
+    :meth:`flush`, which the caller runs before the trial ends, so every report is on the
+    server before the trial completes or fails. An answer that does say prune is returned
+    by the next :meth:`send`.
+    """
+
+    def __init__(self) -> None:
+        self._pool = report_thread()
+        self._pending: list[Future[bool]] = []
+
+    def send(self, report: Callable[[], bool]) -> bool:
+        """Queue ``report``.
+
+        Returns:
+            True when an earlier report's answer said prune.
+
+        Raises:
+            Exception: what an earlier report raised.
+        """
+        pruned = self._settled(wait=False)
+        self._pending.append(self._pool.submit(report))
+        return pruned
+
+    def flush(self) -> bool:
+        """Wait for every queued report.
+
+        Returns:
+            True when an answer said prune.
+
+        Raises:
+            Exception: what the first failing report raised.
+        """
+        return self._settled(wait=True)
+
+    def drain(self) -> None:
+        """Wait for every queued report; their answers and errors are dropped."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.exception()
+
+    def _settled(self, *, wait: bool) -> bool:
+        """Take the answered reports off the queue, in order (all of them when ``wait``)."""
+        while self._pending and (wait or self._pending[0].done()):
+            future = self._pending.pop(0)
+            error = future.exception()
+            if error is not None or future.result():
+                self.drain()  # the reports after a prune or an error are of no use
+                if error is not None:
+                    raise error
+                return True
+        return False
