@@ -1,16 +1,19 @@
 """Cost growth: claim and report latency as a study grows to 100, 1,000 and 10,000 trials.
 
-One ``hposvc server`` per database. For each sampler (random, TPE) a study is seeded with
-finished trials up to N (rows written with SQLAlchemy as the server writes them: params,
-Optuna distribution JSON, values, one intermediate value at step 1, the study's ``seq``,
-``n_trials`` and ``budget_used``; on PostgreSQL then ``ANALYZE``), one warm-up cycle lets
-the server sync its cache with the new rows (timed: "first claim"), then a single client runs
-C cycles of claim -> report(step 1) -> complete over HTTP. In the same run, the sampler's and
-pruner's own arithmetic is timed in process: an in-memory Optuna study with the same N trials
+One ``hposvc server`` per database. For each sampler (random, TPE) and each size N, a study
+is seeded with N finished trials (rows written with SQLAlchemy as the server writes them:
+params, Optuna distribution JSON, values, one intermediate value at step 1, the study's
+``seq``, ``n_trials`` and ``budget_used``; on PostgreSQL then ``ANALYZE``), and one warm-up
+cycle lets the server build its cache from the rows (timed: "first claim"). Then a single
+client runs R rounds; each round runs C cycles of claim -> report(step 1) -> complete over
+HTTP on every size's study in turn (the order rotates), so load elsewhere on the machine falls
+on all sizes alike rather than on whichever size it coincides with. Percentiles are over all
+R x C cycles of a size. In the same run, the sampler's and pruner's own arithmetic is timed in
+process, in the same rounds: an in-memory Optuna study per size with the same trials
 (``add_trials``) and the sampler and pruner the server builds from the same spec
-(``hposvc.samplers.registry``), C cycles of ``ask()`` + suggests and ``report()`` +
-``should_prune()``. Service minus in-process is the
-service's own share, which should stay flat as N grows.
+(``hposvc.samplers.registry``), cycles of ``ask()`` + suggests and ``report()`` +
+``should_prune()``. Service minus in-process is the service's own share, which should stay
+flat as N grows.
 
     .venv/bin/python benchmarks/cost_growth.py [--quick] [--databases sqlite,postgresql]
 
@@ -157,9 +160,7 @@ def seed_rows(url: str, study_name: str, rows: list[dict[str, Any]], upto: int) 
                 )
             )
         if engine.dialect.name == "postgresql":
-            # Refresh the planner's statistics, as autovacuum would soon after such growth;
-            # without it, claims on a freshly bulk-seeded table get slower plans (measured:
-            # claim p50 4.7 -> 8.0 ms from 1,000 to 10,000 trials, flat with ANALYZE).
+            # Refresh the planner's statistics, as autovacuum would soon after such growth.
             with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 conn.exec_driver_sql("ANALYZE trials")
                 conn.exec_driver_sql("ANALYZE intermediate_values")
@@ -210,13 +211,12 @@ def service_cycles(
     return lat
 
 
-def in_process_cycles(
-    sampler: str, rows: list[dict[str, Any]], n: int, cycles: int
-) -> dict[str, list[float]]:
-    """The same sampler and pruner in an in-memory Optuna study holding the first ``n`` rows."""
+def in_process_study(sampler: str, rows: list[dict[str, Any]], n: int) -> tuple[Any, Any]:
+    """An in-memory Optuna study holding the first ``n`` rows, with the server's sampler and
+    pruner for the same spec; and the search space in order."""
     import optuna
 
-    from hposvc.samplers.distributions import suggest, to_distribution
+    from hposvc.samplers.distributions import to_distribution
     from hposvc.samplers.registry import build_pruner, build_sampler
     from hposvc.schemas.studies import StudySpec
 
@@ -235,6 +235,15 @@ def in_process_cycles(
             for r in rows[:n]
         ]
     )
+    return study, space
+
+
+def in_process_cycles(study: Any, space: Any, cycles: int) -> dict[str, list[float]]:
+    """``cycles`` of ask + suggests, report + should_prune, tell on an in-process study."""
+    import optuna
+
+    from hposvc.samplers.distributions import suggest
+
     lat: dict[str, list[float]] = {"ask": [], "report": []}
     for _ in range(cycles):
         t0 = time.perf_counter()
@@ -254,7 +263,7 @@ def in_process_cycles(
 
 
 def run_database(
-    db_kind: str, plan: dict[str, list[int]], cycles: dict[str, int]
+    db_kind: str, plan: dict[str, list[int]], rounds: int, cycles: dict[str, int]
 ) -> list[dict[str, Any]]:
     import optuna
 
@@ -268,25 +277,40 @@ def run_database(
                 "id"
             ]
             for sampler, sizes in plan.items():
-                name = f"growth-{sampler}"
-                r = http.post("/studies", json=study_spec(name, sampler))
-                assert r.status_code == 201, r.text
+                names = {size: f"growth-{sampler}-{size}" for size in sizes}
+                first, inproc = {}, {}
                 for size in sizes:
-                    seed_rows(url, name, rows, size)
+                    r = http.post("/studies", json=study_spec(names[size], sampler))
+                    assert r.status_code == 201, r.text
+                    seed_rows(url, names[size], rows, size)
                     t0 = time.perf_counter()
-                    service_cycles(http, worker, name, 1)  # syncs the cache with the seeded rows
-                    first = time.perf_counter() - t0
-                    # The warm-up added a trial; the measured cycles start at size + 1.
-                    at = n_trials(url, name)
-                    svc = service_cycles(http, worker, name, cycles[sampler])
-                    own = in_process_cycles(sampler, rows, at, cycles[sampler])
+                    service_cycles(http, worker, names[size], 1)  # builds the cache
+                    first[size] = time.perf_counter() - t0
+                    # The warm-up added a trial: in process too, the cycles start at size + 1.
+                    inproc[size] = in_process_study(sampler, rows, n_trials(url, names[size]))
+                svc: dict[int, dict[str, list[float]]] = {
+                    size: {"claim": [], "report": [], "complete": []} for size in sizes
+                }
+                own: dict[int, dict[str, list[float]]] = {
+                    size: {"ask": [], "report": []} for size in sizes
+                }
+                for round_ in range(rounds):
+                    turn = round_ % len(sizes)
+                    for size in sizes[turn:] + sizes[:turn]:
+                        got = service_cycles(http, worker, names[size], cycles[sampler])
+                        for k, v in got.items():
+                            svc[size][k].extend(v)
+                        got = in_process_cycles(*inproc[size], cycles[sampler])
+                        for k, v in got.items():
+                            own[size][k].extend(v)
+                for size in sizes:
                     result = {
                         "db": db_kind,
                         "sampler": sampler,
                         "size": size,
-                        "first": first,
-                        **{k: percentiles(v) for k, v in svc.items()},
-                        **{f"own_{k}": percentiles(v) for k, v in own.items()},
+                        "first": first[size],
+                        **{k: percentiles(v) for k, v in svc[size].items()},
+                        **{f"own_{k}": percentiles(v) for k, v in own[size].items()},
                     }
                     print(_row(result), flush=True)  # noqa: T201
                     out.append(result)
@@ -328,8 +352,9 @@ def main() -> None:
     }
     if args.sizes:
         plan = {k: [int(x) for x in args.sizes.split(",")] for k in plan}
-    cycles = {"random": 100, "tpe": 50 if args.quick else 100}
-    results = [r for db in databases for r in run_database(db, plan, cycles)]
+    rounds = 5
+    cycles = {"random": 40, "tpe": 10 if args.quick else 20}  # per round and size
+    results = [r for db in databases for r in run_database(db, plan, rounds, cycles)]
 
     verdicts = []
     for db in databases:
@@ -339,7 +364,9 @@ def main() -> None:
         verdicts.append(
             f"- {db}: random claim p95 at {max(by_size):,} / at {min(by_size):,} trials = "
             f"{big['claim'][1]:.1f} / {small['claim'][1]:.1f} ms = **{ratio:.2f}x** "
-            f"({'within' if ratio <= 1.5 else 'above'} the 1.5x target)"
+            f"({'within' if ratio <= 1.5 else 'above'} the 1.5x target); p50 "
+            f"{big['claim'][0]:.1f} / {small['claim'][0]:.1f} ms = "
+            f"{big['claim'][0] / small['claim'][0]:.2f}x"
         )
     header = (
         "| database | sampler | finished trials | first claim after seeding (cache sync) ms | "
@@ -352,8 +379,11 @@ def main() -> None:
             f"Command: `{command()}`  ",
             f"Machine: {machine()}",
             "",
-            f"Cycles per size: random {cycles['random']}, TPE {cycles['tpe']} (a single client, "
-            "each claim -> report(step 1) -> complete over HTTP). Search space: 4 parameters "
+            f"Cycles per size: random {rounds} x {cycles['random']}, TPE {rounds} x "
+            f"{cycles['tpe']} (a single client, each claim -> report(step 1) -> complete over "
+            f"HTTP; one study per size, {rounds} rounds each running the cycles on every size "
+            "in turn, so load elsewhere on the machine falls on all sizes alike; a size's "
+            "study grows by the cycles run on it). Search space: 4 parameters "
             "(log float, log int, float, categorical); pruner: median (5 startup trials); TPE "
             "as the server builds it (multivariate, constant liar). Seeded trials are complete "
             "with one intermediate value each. In-process: an in-memory Optuna study with the "
