@@ -16,6 +16,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future
 from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
@@ -26,7 +27,7 @@ from hposvc.schemas.trials import ClaimedTrial
 from workers.client import LeaseLost, ServerClient, ServerUnreachable
 from workers.devices import Slot
 from workers.settings import WorkerSettings
-from workers.training.pruning import QueuedReports, TrialPruned
+from workers.training.pruning import QueuedReports, TrialPruned, report_thread
 
 logger = logging.getLogger(__name__)
 
@@ -191,8 +192,16 @@ def _result_attrs(result: Any, started: float) -> dict[str, Any]:
 
 def run_one(
     client: ServerClient, trial: ClaimedTrial, worker_id: int, slot: Slot, stop: Any
-) -> None:
+) -> Future[None] | None:
     """Train one claimed trial and tell the server how it ended.
+
+    The built-in loop's final model uploads while the test split is evaluated; complete
+    follows the upload, so a completed trial's model is on the server when complete is
+    answered. A pruned trial is already finished on the server: its user attrs (history,
+    metrics) go out in the background while the slot claims its next trial.
+
+    Returns:
+        That background send of a pruned trial's attrs (it logs its own errors), or None.
 
     Kept cheap around the training (the target is <= 3% of wall time outside it): the
     built-in loop's report goes out while the next epoch trains, and checkpoints come every
@@ -212,6 +221,12 @@ def run_one(
     # The built-in loop trains on while its checkpoint uploads; a user objective's
     # save_checkpoint() stays synchronous: the checkpoint is on the server when it returns.
     uploads = BackgroundCheckpointStore(store) if built_in else None
+    model_upload: Future[None] | None = None
+
+    def upload_model(blob: bytes) -> None:  # uploads while the test split is evaluated
+        nonlocal model_upload
+        model_upload = report_thread().submit(client.upload, trial.id, worker_id, "model", blob)
+
     reporter = ServerReporter(
         client,
         trial,
@@ -238,10 +253,18 @@ def run_one(
             training, params = _training_config(trial, client, workdir)
             try:
                 result = run_trial(
-                    training, params, reporter, uploads or store, slot.device, overlap_reports=True
+                    training,
+                    params,
+                    reporter,
+                    uploads or store,
+                    slot.device,
+                    overlap_reports=True,
+                    model_ready=upload_model if built_in else None,
                 )
             except BaseException:
                 reporter.drain()  # queued reports reach the server before fail or release
+                if model_upload is not None:
+                    model_upload.exception()  # waits; the trial ends without it anyway
                 raise
             finally:
                 if uploads is not None:
@@ -250,34 +273,48 @@ def run_one(
         except WorkerStopping:
             client.release(trial.id, worker_id, "worker shutting down")
             logger.info("slot %d: trial %d handed back", slot.index, trial.number)
-            return
+            return None
         except LeaseLost as exc:
             logger.warning("slot %d: trial %d lost its lease: %s", slot.index, trial.number, exc)
-            return
+            return None
         except Exception as exc:
             # Diverged training diverges again with the same parameters: no retry for it.
             retry = not isinstance(exc, TrainingDiverged)
             reason = traceback.format_exc()
             client.fail(trial.id, worker_id, reason, {"slot": slot.index}, retry=retry)
             logger.warning("slot %d: trial %d failed", slot.index, trial.number, exc_info=True)
-            return
+            return None
         attrs = {**_result_attrs(result, started), "slot": slot.index, "device": slot.device}
         if result.stopped == "pruned":
-            client.set_user_attrs(trial.id, worker_id, attrs)
-            return
+            return report_thread().submit(_send_attrs, client, trial, worker_id, attrs)
         bad = [v for v in result.values if not math.isfinite(v)]
         if bad or len(result.values) != len(trial.objectives):
             names = [o["name"] for o in trial.objectives]
+            if model_upload is not None:
+                model_upload.exception()  # waits; the trial fails without it
             client.fail(
                 trial.id,
                 worker_id,
                 f"objective values {result.values} do not match objectives {names}",
                 attrs,
             )
-            return
-        if result.model_state is not None:
+            return None
+        if model_upload is not None:
+            model_upload.result()  # raises as a synchronous upload would
+        elif result.model_state is not None:
             client.upload(trial.id, worker_id, "model", result.model_state)
         client.complete(trial.id, worker_id, list(result.values), attrs)
+    return None
+
+
+def _send_attrs(
+    client: ServerClient, trial: ClaimedTrial, worker_id: int, attrs: dict[str, Any]
+) -> None:
+    """A pruned trial's user attrs; the trial itself is already finished on the server."""
+    try:
+        client.set_user_attrs(trial.id, worker_id, attrs)
+    except Exception:
+        logger.warning("trial %d: its user attrs were not stored", trial.number, exc_info=True)
 
 
 def prepare_slot_process(settings: WorkerSettings, slot: Slot, stop: Any) -> None:
@@ -315,6 +352,7 @@ def slot_main(settings: WorkerSettings, worker_id: int, slot: Slot, stop: Any) -
         unreachable_timeout=settings.unreachable_timeout_seconds,
     )
     done, idle_since = 0, time.monotonic()
+    pending: Future[None] | None = None  # a pruned trial's attrs, sent while claiming
     try:
         while not stop.is_set():
             if settings.max_trials is not None and done >= settings.max_trials:
@@ -324,14 +362,19 @@ def slot_main(settings: WorkerSettings, worker_id: int, slot: Slot, stop: Any) -
             except ServerUnreachable:
                 logger.error("slot %d: server unreachable, giving up", slot.index)
                 return
+            if pending is not None:
+                pending.result()
+                pending = None
             if trial is None:
                 limit = settings.exit_when_idle_seconds
                 if limit is not None and time.monotonic() - idle_since > limit:
                     return
                 stop.wait(settings.poll_seconds)
                 continue
-            run_one(client, trial, worker_id, slot, stop)
+            pending = run_one(client, trial, worker_id, slot, stop)
             done += 1
             idle_since = time.monotonic()
     finally:
+        if pending is not None:
+            pending.result()
         client.close()

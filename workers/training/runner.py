@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -36,6 +36,7 @@ def run_trial(
     device: str = "cpu",
     *,
     overlap_reports: bool = False,
+    model_ready: Callable[[bytes], None] | None = None,
 ) -> TrialResult:
     """Train and evaluate one trial; resume from ``checkpoints`` when it holds one.
 
@@ -47,6 +48,9 @@ def run_trial(
         device: torch device string ("cpu", "cuda", "cuda:1").
         overlap_reports: the built-in loop reports in the background while the next epoch
             trains (see :func:`~workers.training.loop.fit`); user objectives report as they do.
+        model_ready: called with the final model (``TrialResult.model_state``) once training
+            is over and the trial was not pruned, before the test split is evaluated, so the
+            caller can upload it meanwhile (the evaluation does not change the model).
 
     Returns:
         The result; a pruned trial returns normally with ``stopped="pruned"``.
@@ -79,6 +83,9 @@ def run_trial(
         overlap_reports=overlap_reports,
     )
 
+    model_state = to_bytes({k: v.detach().cpu() for k, v in model.state_dict().items()})
+    if model_ready is not None and result.stopped != "pruned":
+        model_ready(model_state)
     metrics = dict(result.val_metrics)
     if data.test is not None and result.stopped != "pruned":
         autocast, _ = precision_context(cfg.precision, torch.device(device))
@@ -93,7 +100,7 @@ def run_trial(
         stop_epoch=result.stop_epoch,
         stop_reason=result.stop_reason,
         history=result.history,
-        model_state=to_bytes({k: v.detach().cpu() for k, v in model.state_dict().items()}),
+        model_state=model_state,
         resumed_from_epoch=result.resumed_from_epoch,
     )
 

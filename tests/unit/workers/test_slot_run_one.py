@@ -5,6 +5,7 @@ errors of a background report (workers/slot.py)."""
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -96,7 +97,9 @@ def _trial(training: dict[str, Any], attempt: int = 1) -> ClaimedTrial:
 
 
 def _run(client: FakeClient, training: dict[str, Any], attempt: int = 1) -> None:
-    run_one(client, _trial(training, attempt), 3, SLOT, client.stop)  # type: ignore[arg-type]
+    after = run_one(client, _trial(training, attempt), 3, SLOT, client.stop)  # type: ignore[arg-type]
+    if after is not None:  # a pruned trial's attrs, sent in the background
+        after.result()
 
 
 def test_a_completed_trial_reports_every_epoch_and_uploads_no_checkpoint_by_default() -> None:
@@ -118,7 +121,9 @@ def test_checkpoint_every_epoch_uploads_in_the_background_newest_first() -> None
 
 def test_a_pruned_trial_stops_at_the_answered_epoch() -> None:
     client = FakeClient(threading.Event(), prune_at=2)
-    _run(client, IRIS)
+    after = run_one(client, _trial(IRIS), 3, SLOT, client.stop)  # type: ignore[arg-type]
+    assert after is not None  # the attrs go out while the slot claims its next trial
+    after.result()
     assert client.steps() == [1, 2]
     assert client.names()[-1] == "set_user_attrs"
     assert (client.attrs["stopped"], client.attrs["stop_epoch"]) == ("pruned", 2)
@@ -186,3 +191,43 @@ def test_a_user_objective_that_never_checkpoints_is_handed_back_at_its_report() 
     _run_user(client, "tests/e2e/objectives.py:flaky", {"mode": "ok", "x": 0.5})
     assert client.steps() == [1]
     assert client.names()[-1] == "release" and "checkpoint" not in client.uploads
+
+
+class SlowUploadClient(FakeClient):
+    """Records when the model upload starts and ends, and when complete comes."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        super().__init__(stop)
+        self.events: list[str] = []
+        self.uploading = threading.Event()
+
+    def upload(self, *args: Any) -> None:
+        self.events.append("upload starts")
+        self.uploading.set()
+        time.sleep(0.2)
+        super().upload(*args)
+        self.events.append("upload ends")
+
+    def complete(self, *args: Any) -> None:
+        self.events.append("complete")
+        super().complete(*args)
+
+
+def test_the_model_uploads_during_the_test_evaluation_and_before_complete(monkeypatch) -> None:
+    import workers.training.runner as runner
+
+    evaluated: list[str] = []
+    real = runner.evaluate
+
+    def evaluate(*args: Any, **kw: Any) -> dict[str, float]:
+        client.uploading.wait(5)  # never set before the evaluation ends, if it waited for it
+        evaluated.append(client.events[-1] if client.events else "nothing")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(runner, "evaluate", evaluate)
+    client = SlowUploadClient(threading.Event())
+    _run(client, {**IRIS, "test_fraction": 0.2})
+    assert evaluated == ["upload starts"]  # the test split is evaluated while it uploads
+    assert client.events == ["upload starts", "upload ends", "complete"]
+    assert from_bytes(client.uploads["model"][0])  # the final model
+    assert "test_accuracy" in client.attrs["metrics"]
