@@ -43,6 +43,10 @@ logger = logging.getLogger(__name__)
 # pools at import; OpenBLAS shuts them down around fork() itself.
 # ``typer`` because each child runs the parent's ``-m`` module (``hposvc.cli``) again as
 # ``__mp_main__``; preloading hposvc.cli itself would make runpy warn in every slot.
+# The training core leaves scikit-learn (datasets, splits) and torchmetrics (with scipy) to its
+# first use: ~1 s of imports that would delay every slot's first claim, also for user
+# objectives that never need them. A slot pays it once, at its first built-in training; slots
+# of one worker do that in parallel, so with a core per slot it costs the same wall time.
 SLOT_PRELOAD = (
     "torch",
     "workers.training.runner",
