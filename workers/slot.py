@@ -15,9 +15,9 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from functools import partial
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -129,26 +129,57 @@ class ServerCheckpointStore:
 
 
 class LeaseKeeper:
-    """Heartbeats while a trial runs, often enough for the study's lease."""
+    """Heartbeats while a trial runs, often enough for the study's lease.
 
-    def __init__(self, client: ServerClient, worker_id: int, lease_seconds: float) -> None:
-        self._client, self._worker_id = client, worker_id
-        self._interval = max(0.2, min(10.0, lease_seconds / 4))
-        self._done = threading.Event()
+    One thread per slot process (:meth:`shared`), started at its first trial and kept:
+    entering and leaving a trial only hands it the trial's client and interval. Starting and
+    joining a thread per trial waited up to a scheduler tick (~4 ms) on a busy machine.
+    """
+
+    _shared: tuple[int, LeaseKeeper] | None = None  # (pid, keeper): a fork needs its own
+    _shared_lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._job: tuple[ServerClient, int, float] | None = None  # client, worker, interval
         self._thread = threading.Thread(target=self._run, daemon=True, name="lease-keeper")
-
-    def __enter__(self) -> LeaseKeeper:
         self._thread.start()
-        return self
 
-    def __exit__(self, *_exc: object) -> None:
-        self._done.set()
-        self._thread.join(timeout=5)
+    @classmethod
+    def shared(cls) -> LeaseKeeper:
+        with cls._shared_lock:
+            if cls._shared is None or cls._shared[0] != os.getpid():
+                cls._shared = (os.getpid(), cls())
+            return cls._shared[1]
+
+    @contextmanager
+    def holding(
+        self, client: ServerClient, worker_id: int, lease_seconds: float
+    ) -> Iterator[None]:
+        """Beat every lease/4 (0.2 to 10 s) from now until the block ends."""
+        job = (client, worker_id, max(0.2, min(10.0, lease_seconds / 4)))
+        with self._cond:
+            self._job = job
+            self._cond.notify_all()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._job = None
+                self._cond.notify_all()
 
     def _run(self) -> None:
-        while not self._done.wait(self._interval):
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._job is not None)
+                job = self._job
+                assert job is not None
+                # one interval, unless the trial ends (or another starts) first
+                if self._cond.wait_for(lambda j=job: self._job is not j, timeout=job[2]):
+                    continue
+            client, worker_id, _ = job
             try:
-                self._client.heartbeat(self._worker_id)
+                client.heartbeat(worker_id)
             except Exception:  # the next beat retries; the trial's own calls surface errors
                 logger.warning("heartbeat failed", exc_info=True)
 
@@ -244,7 +275,8 @@ def run_one(
         trial.study,
         trial.attempt,
     )
-    with LeaseKeeper(client, worker_id, trial.lease_seconds), ExitStack() as scratch:
+    keeper = LeaseKeeper.shared()
+    with keeper.holding(client, worker_id, trial.lease_seconds), ExitStack() as scratch:
 
         def workdir() -> Path:  # made on first use: most trials need none
             return Path(scratch.enter_context(TemporaryDirectory()))
