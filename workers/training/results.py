@@ -18,7 +18,8 @@ class TrialResult:
         stop_epoch: the epoch at which the run stopped.
         stop_reason: why, in words.
         history: one dict per epoch (train loss, lr, throughput, val metrics).
-        model_state: torch.save bytes of the final model's state_dict (None for user code).
+        model_state: torch.save bytes of the final model's state_dict (None for user code
+            and for a pruned trial).
         resumed_from_epoch: the checkpoint epoch the run continued from, or None.
     """
 

@@ -83,9 +83,11 @@ def run_trial(
         overlap_reports=overlap_reports,
     )
 
-    model_state = to_bytes({k: v.detach().cpu() for k, v in model.state_dict().items()})
-    if model_ready is not None and result.stopped != "pruned":
-        model_ready(model_state)
+    model_state = None  # a pruned trial keeps no model
+    if result.stopped != "pruned":
+        model_state = to_bytes({k: v.detach().cpu() for k, v in model.state_dict().items()})
+        if model_ready is not None:
+            model_ready(model_state)
     metrics = dict(result.val_metrics)
     if data.test is not None and result.stopped != "pruned":
         autocast, _ = precision_context(cfg.precision, torch.device(device))
