@@ -231,9 +231,6 @@ def run_one(
     answered. A pruned trial is already finished on the server: its user attrs (history,
     metrics) go out in the background while the slot claims its next trial.
 
-    Returns:
-        That background send of a pruned trial's attrs (it logs its own errors), or None.
-
     Kept cheap around the training (the target is <= 3% of wall time outside it): the
     built-in loop's report goes out while the next epoch trains, and checkpoints come every
     ``checkpoint_every_seconds`` and upload in the background; only a stopping worker's last
@@ -241,6 +238,9 @@ def run_one(
     synchronously, unless the study has no pruner (``trial.prunes`` false): then their
     reports are queued and go out in order while the objective goes on; they are all on the
     server before the trial completes, fails or is handed back.
+
+    Returns:
+        That background send of a pruned trial's attrs (it logs its own errors), or None.
     """
     # torch loads in the slot process only
     from workers.training.checkpoint import BackgroundCheckpointStore
