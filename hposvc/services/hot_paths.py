@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Row, bindparam, exists, func, insert, literal
 
 from hposvc.db.base import utcnow
 from hposvc.db.models import IntermediateValue, Study, Trial, Worker
-from hposvc.db.session import Database
+from hposvc.db.session import Database, WriteLockBusy
 from hposvc.domain.states import StudyState, TrialState
 from hposvc.samplers import StudyCache, StudyCaches
 from hposvc.schemas.trials import (
@@ -194,6 +194,15 @@ _CLAIM = _Writes(_STUDY_GAINS_TRIAL, _INSERT_TRIAL)
 _CLAIM_WITH_STUDY_ATTRS = _Writes(_STUDY_GAINS_TRIAL_AND_ATTRS, _INSERT_TRIAL)
 
 
+# Samplers whose ask takes microseconds: their claims may be answered without a thread (the
+# model-based ones take milliseconds to seconds, which the event loop must not wait for).
+_QUICK_SAMPLERS = frozenset({"random", "grid"})
+
+
+def _quick_to_sample(cache: StudyCache | None) -> bool:
+    return cache is not None and cache.spec.sampler.name in _QUICK_SAMPLERS
+
+
 class _GeneralPath(Exception):  # noqa: N818 - a signal, not an error
     """This request needs the general path."""
 
@@ -237,19 +246,39 @@ class _Locked:
 
 
 @contextmanager
+def _study_lock(caches: StudyCaches, study_id: int, *, nowait: bool) -> Iterator[None]:
+    lock = caches.lock(study_id)
+    if not lock.acquire(blocking=not nowait):
+        raise _GeneralPath
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@contextmanager
 def _locked(
-    db: Database, caches: StudyCaches, study_id: int, trial_id: int | None = None
+    db: Database,
+    caches: StudyCaches,
+    study_id: int,
+    trial_id: int | None = None,
+    *,
+    nowait: bool = False,
 ) -> Iterator[_Locked]:
-    """The general path's locks in its order; a mutated cache is dropped if the write fails."""
+    """The general path's locks in its order; a mutated cache is dropped if the write fails.
+
+    ``nowait``: a lock that is held (the study's, in this process; SQLite's write lock) sends
+    the request to the general path at once, having done nothing, instead of waiting for it.
+    """
     cache = caches.get(study_id)
     if cache is None:
         raise _GeneralPath
-    with caches.lock(study_id):
+    with _study_lock(caches, study_id, nowait=nowait):
         if caches.get(study_id) is not cache:
             raise _GeneralPath
         locked: _Locked | None = None
         try:
-            with db.connection(write=True) as conn:
+            with db.connection(write=True, nowait=nowait) as conn:
                 now = utcnow()
                 if trial_id is None:
                     row = conn.execute(_LOCK_STUDY, {"b_study": study_id, "b_now": now}).first()
@@ -262,7 +291,9 @@ def _locked(
                 yield locked
             if locked.mutated:
                 cache.seq = locked.seq
-        except BaseException:
+        except BaseException as exc:
+            if locked is None and isinstance(exc, WriteLockBusy):
+                raise _GeneralPath from None  # BEGIN IMMEDIATE found the lock held
             if locked is not None and locked.mutated:
                 caches.drop(study_id)
             raise
@@ -275,8 +306,12 @@ def fast_claim(
     worker_id: int,
     study_name: str | None,
     request_id: str | None,
+    nowait: bool = False,
 ) -> ClaimedTrial | None:
-    """A new trial sampled in the one study there is to claim from, or None."""
+    """A new trial sampled in the one study there is to claim from, or None.
+
+    ``nowait``: also None when a lock is held or sampling may take long (see ``_locked``).
+    """
     keys = {"b_w": worker_id, "b_req": request_id, "b_name": study_name}
     try:
         [(worker, replayed, n_running, first_running, named)] = db.read_once(_CLAIM_CONTEXT, keys)
@@ -285,7 +320,9 @@ def fast_claim(
         study_id = named if study_name is not None else first_running if n_running == 1 else None
         if study_id is None:
             return None  # no such study, or several to choose from: the general path's call
-        with _locked(db, caches, study_id) as hot:
+        if nowait and not _quick_to_sample(caches.get(study_id)):
+            return None
+        with _locked(db, caches, study_id, nowait=nowait) as hot:
             return _claim(hot, worker_id, request_id)
     except _GeneralPath:
         return None
@@ -350,7 +387,13 @@ def _claim(hot: _Locked, worker_id: int, request_id: str | None) -> ClaimedTrial
 
 
 def fast_report(
-    *, db: Database, caches: StudyCaches, study_id: int, trial_id: int, body: ReportRequest
+    *,
+    db: Database,
+    caches: StudyCaches,
+    study_id: int,
+    trial_id: int,
+    body: ReportRequest,
+    nowait: bool = False,
 ) -> tuple[ReportResponse, bool] | None:
     """Answer an ordinary report, or None when the general path must take it.
 
@@ -359,7 +402,7 @@ def fast_report(
         budget is spent): the general path checks that next.
     """
     try:
-        with _locked(db, caches, study_id, trial_id) as hot:
+        with _locked(db, caches, study_id, trial_id, nowait=nowait) as hot:
             hot.check_held_by(body.worker_id)
             row = hot.row
             previous = hot.cache.intermediate_value(row.number, body.step)
@@ -393,11 +436,17 @@ def fast_report(
 
 
 def fast_complete(
-    *, db: Database, caches: StudyCaches, study_id: int, trial_id: int, body: CompleteRequest
+    *,
+    db: Database,
+    caches: StudyCaches,
+    study_id: int,
+    trial_id: int,
+    body: CompleteRequest,
+    nowait: bool = False,
 ) -> TrialRead | None:
     """Complete a running trial of a study that goes on running, or None."""
     try:
-        with _locked(db, caches, study_id, trial_id) as hot:
+        with _locked(db, caches, study_id, trial_id, nowait=nowait) as hot:
             cache = hot.cache
             if len(body.values) != len(cache.spec.objectives) or hot.may_complete_study():
                 raise _GeneralPath
@@ -431,11 +480,17 @@ def fast_complete(
 
 
 def fast_set_user_attrs(
-    *, db: Database, caches: StudyCaches, study_id: int, trial_id: int, body: UserAttrsRequest
+    *,
+    db: Database,
+    caches: StudyCaches,
+    study_id: int,
+    trial_id: int,
+    body: UserAttrsRequest,
+    nowait: bool = False,
 ) -> TrialRead | None:
     """Merge user attributes into a trial this worker holds or ran (a pruned one's metrics)."""
     try:
-        with _locked(db, caches, study_id, trial_id) as hot:
+        with _locked(db, caches, study_id, trial_id, nowait=nowait) as hot:
             row = hot.row
             if row.state == _RUNNING:
                 hot.check_held_by(body.worker_id)

@@ -287,8 +287,7 @@ def report(
     if fast is not None:
         answer, maybe_done = fast
         if maybe_done:  # the pruned trial may have been the study's last
-            with decide(db=db, caches=caches, study_id=study_id) as d:
-                d.complete_if_done()
+            complete_study_if_done(db=db, caches=caches, study_id=study_id)
         return answer
 
     def act(d: Decision, trial: Trial) -> ReportResponse:
@@ -317,6 +316,12 @@ def report(
         return ReportResponse(should_prune=result.should_prune)
 
     return _on_held_trial(db, caches, trial_id, body.worker_id, act)
+
+
+def complete_study_if_done(*, db: Database, caches: StudyCaches, study_id: int) -> None:
+    """Complete the study if its budget is spent and nothing runs any more."""
+    with decide(db=db, caches=caches, study_id=study_id) as d:
+        d.complete_if_done()
 
 
 def complete(
@@ -412,6 +417,74 @@ def set_user_attrs(
         return trial_read(trial, d.study.name)
 
     return _on_held_trial(db, caches, trial_id, body.worker_id, act)
+
+
+# -- answered at once -----------------------------------------------------------------------
+# The hot paths, taking no lock that is held and no sampler that takes long: the answer, or
+# None having written nothing (the caller then makes the call above, which may wait). The
+# server answers these on its event loop, without the hand-off to a thread.
+
+
+def claim_now(
+    *,
+    db: Database,
+    caches: StudyCaches,
+    worker_id: int,
+    study_name: str | None,
+    request_id: str | None,
+) -> ClaimedTrial | None:
+    """``claim``'s new trial, or None."""
+    fast = fast_claim(
+        db=db,
+        caches=caches,
+        worker_id=worker_id,
+        study_name=study_name,
+        request_id=request_id,
+        nowait=True,
+    )
+    if fast is not None:
+        caches.remember_trial(fast.id, fast.study_id)
+    return fast
+
+
+def report_now(
+    *, db: Database, caches: StudyCaches, trial_id: int, body: ReportRequest
+) -> tuple[ReportResponse, int | None] | None:
+    """``report``'s answer, and the study to pass to ``complete_study_if_done`` next, or None."""
+    study_id = caches.study_of_trial(trial_id)
+    if study_id is None:
+        return None
+    fast = fast_report(
+        db=db, caches=caches, study_id=study_id, trial_id=trial_id, body=body, nowait=True
+    )
+    if fast is None:
+        return None
+    answer, maybe_done = fast
+    return answer, study_id if maybe_done else None
+
+
+def complete_now(
+    *, db: Database, caches: StudyCaches, trial_id: int, body: CompleteRequest
+) -> TrialRead | None:
+    """``complete``'s answer, or None."""
+    study_id = caches.study_of_trial(trial_id)
+    if study_id is None:
+        return None
+    return fast_complete(
+        db=db, caches=caches, study_id=study_id, trial_id=trial_id, body=body, nowait=True
+    )
+
+
+def set_user_attrs_now(
+    *, db: Database, caches: StudyCaches, trial_id: int, body: UserAttrsRequest
+) -> TrialRead | None:
+    """``set_user_attrs``'s answer, or None."""
+    study_id = caches.study_of_trial(trial_id)
+    if study_id is None:
+        return None
+    return fast_set_user_attrs(
+        db=db, caches=caches, study_id=study_id, trial_id=trial_id, body=body, nowait=True
+    )
 
 
 def release(

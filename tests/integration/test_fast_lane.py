@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import shutil
+import sqlite3
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -103,18 +106,123 @@ def test_lane_answers_like_fastapi(
         handled.append(call)
         return await real(call)
 
+    real_hot = fast_lane._hot
+    lane_took = []
+
+    def recording(path: str, body: bytes, state: Any) -> Any:
+        hot = real_hot(path, body, state)
+        lane_took.append(path)
+        return hot
+
     monkeypatch.setattr(fast_lane, "run_in_threadpool", counting)
+    monkeypatch.setattr(fast_lane, "_hot", recording)
     with _client(sqlite_template, tmp_path, lane=False) as plain:
         expected = _script(plain)
-    assert not handled
+    assert not handled and not lane_took
     with _client(sqlite_template, tmp_path, lane=True) as fast:
         got = _script(fast)
     for i, (want, have) in enumerate(zip(expected, got, strict=True)):
         assert have == want, f"request {i}"
     statuses = {status for status, _ in got}
     assert {200, 204, 404, 409, 422} <= statuses
-    # the lane took the well-formed calls itself (claims, reports, completes, user-attrs)
-    assert len(handled) == 18
+    # the lane took the well-formed calls itself (claims, reports, completes, user-attrs);
+    # the ordinary ones on the event loop, the others in a thread
+    assert len(lane_took) == 18
+    assert 0 < len(handled) < 18
+
+
+def _report(client: TestClient, trial: int, worker: int, step: int) -> Any:
+    body = {"worker_id": worker, "step": step, "value": 1.0 / step}
+    return client.post(f"/api/v1/trials/{trial}/report", json=body)
+
+
+def test_ordinary_calls_are_answered_on_the_event_loop(
+    sqlite_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threaded: list[Any] = []
+    real = fast_lane.run_in_threadpool
+
+    async def counting(call: Any) -> Any:
+        threaded.append(call)
+        return await real(call)
+
+    monkeypatch.setattr(fast_lane, "run_in_threadpool", counting)
+    with _client(sqlite_template, tmp_path, lane=True) as client:
+        assert client.post("/api/v1/studies", json=make_spec()).status_code == 201
+        tpe = make_spec(name="tpe", sampler={"name": "tpe", "seed": 1})
+        assert client.post("/api/v1/studies", json=tpe).status_code == 201
+        worker = register(client)
+        trial = client.post("/api/v1/trials/claim", json={"worker_id": worker, "study": "study"})
+        trial_id = trial.json()["id"]
+        # the first call of a study builds its cache: in a thread (the general path)
+        assert len(threaded) == 1
+        for step in (1, 2, 3):
+            assert _report(client, trial_id, worker, step).json() == {"should_prune": False}
+        done = client.post(
+            f"/api/v1/trials/{trial_id}/complete", json={"worker_id": worker, "values": [0.5]}
+        )
+        assert done.status_code == 200 and done.json()["state"] == "complete"
+        again = client.post("/api/v1/trials/claim", json={"worker_id": worker, "study": "study"})
+        assert again.status_code == 200
+        assert len(threaded) == 1  # reports, complete and the next claim: on the event loop
+        # a model-based sampler's claim may take long: always in a thread
+        client.post("/api/v1/trials/claim", json={"worker_id": worker, "study": "tpe"})
+        client.post("/api/v1/trials/claim", json={"worker_id": worker, "study": "tpe"})
+        assert len(threaded) == 3
+        values = client.get(f"/api/v1/trials/{trial_id}").json()["intermediate_values"]
+        assert [v["step"] for v in values] == [1, 2, 3]
+
+
+def _claimed(client: TestClient) -> tuple[int, int]:
+    assert client.post("/api/v1/studies", json=make_spec()).status_code == 201
+    worker = register(client)
+    trial = client.post("/api/v1/trials/claim", json={"worker_id": worker}).json()["id"]
+    assert _report(client, trial, worker, 1).status_code == 200  # the study's cache is built
+    return trial, worker
+
+
+def test_a_held_study_lock_sends_the_call_to_a_thread_that_waits_for_it(
+    sqlite_template: Path, tmp_path: Path
+) -> None:
+    with _client(sqlite_template, tmp_path, lane=True) as client:
+        trial, worker = _claimed(client)
+        state = client.app.state
+        lock = state.caches.lock(state.caches.study_of_trial(trial))
+        lock.acquire()  # as a thread deciding for the study would
+        pool = ThreadPoolExecutor(2)
+        try:
+            answer = pool.submit(_report, client, trial, worker, 2)
+            time.sleep(0.3)
+            assert not answer.done()  # waits for the lock, in a thread
+            health = pool.submit(client.get, "/health")  # the event loop is free meanwhile
+            assert health.result(timeout=5).status_code == 200
+        finally:
+            lock.release()
+            pool.shutdown()
+        assert answer.result().json() == {"should_prune": False}
+
+
+def test_a_held_sqlite_write_lock_does_not_hold_up_the_event_loop(
+    sqlite_template: Path, tmp_path: Path
+) -> None:
+    with _client(sqlite_template, tmp_path, lane=True) as client:
+        trial, worker = _claimed(client)
+        other = sqlite3.connect(tmp_path / "lane-True.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process writing, say
+        pool = ThreadPoolExecutor(2)
+        try:
+            answer = pool.submit(_report, client, trial, worker, 2)
+            time.sleep(0.3)
+            assert not answer.done()  # waits for the write lock, in a thread
+            health = pool.submit(client.get, "/health")
+            assert health.result(timeout=5).status_code == 200
+        finally:
+            other.execute("COMMIT")
+            other.close()
+            pool.shutdown()
+        assert answer.result().json() == {"should_prune": False}
+        values = client.get(f"/api/v1/trials/{trial}").json()["intermediate_values"]
+        assert [v["step"] for v in values] == [1, 2]
 
 
 @pytest.mark.parametrize("header", [None, "Bearer wrong", "Basic s3cret", "Bearer s3cret"])
