@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import warnings
 import zlib
 from collections import OrderedDict
@@ -79,6 +80,7 @@ class StudyCache:
         self.study_id = study_id
         self.spec = spec
         self.seq = -1
+        self.last_ask_seconds: float | None = None  # how long the last new trial took to sample
         self.storage = InMemoryStorage()
         self.study = optuna.create_study(
             storage=self.storage,
@@ -196,6 +198,7 @@ class StudyCache:
         was_waiting = self._n_waiting > 0
         if not was_waiting and not self.can_create():
             return None
+        started = time.perf_counter()
         if self.spec.sampler.seed is not None:
             number = self.n_trials
             _reseed(self.study.sampler, zlib.crc32(f"{self.spec.sampler.seed}:{number}".encode()))
@@ -213,6 +216,7 @@ class StudyCache:
         attrs.pop("fixed_params", None)
         grid_id = attrs.get("grid_id") if self._is_grid else None
         self._note_grid(attrs)
+        self.last_ask_seconds = time.perf_counter() - started
         return AskResult(
             number=ft.number,
             params=dict(ft.params),

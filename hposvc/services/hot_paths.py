@@ -194,13 +194,15 @@ _CLAIM = _Writes(_STUDY_GAINS_TRIAL, _INSERT_TRIAL)
 _CLAIM_WITH_STUDY_ATTRS = _Writes(_STUDY_GAINS_TRIAL_AND_ATTRS, _INSERT_TRIAL)
 
 
-# Samplers whose ask takes microseconds: their claims may be answered without a thread (the
-# model-based ones take milliseconds to seconds, which the event loop must not wait for).
-_QUICK_SAMPLERS = frozenset({"random", "grid"})
+# A claim answered without a thread holds up the event loop while it samples: only when the
+# study's last sample took less than this (random and grid take microseconds, TPE milliseconds
+# growing with the study, GP up to seconds).
+_QUICK_ASK_SECONDS = 0.005
 
 
 def _quick_to_sample(cache: StudyCache | None) -> bool:
-    return cache is not None and cache.spec.sampler.name in _QUICK_SAMPLERS
+    last = None if cache is None else cache.last_ask_seconds
+    return last is not None and last < _QUICK_ASK_SECONDS
 
 
 class _GeneralPath(Exception):  # noqa: N818 - a signal, not an error

@@ -420,7 +420,7 @@ def set_user_attrs(
 
 
 # -- answered at once -----------------------------------------------------------------------
-# The hot paths, taking no lock that is held and no sampler that takes long: the answer, or
+# The hot paths, taking no lock that is held and no sample that may take long: the answer, or
 # None having written nothing (the caller then makes the call above, which may wait). The
 # server answers these on its event loop, without the hand-off to a thread.
 

@@ -165,9 +165,15 @@ def test_ordinary_calls_are_answered_on_the_event_loop(
         again = client.post("/api/v1/trials/claim", json={"worker_id": worker, "study": "study"})
         assert again.status_code == 200
         assert len(threaded) == 1  # reports, complete and the next claim: on the event loop
-        # a model-based sampler's claim may take long: always in a thread
-        client.post("/api/v1/trials/claim", json={"worker_id": worker, "study": "tpe"})
-        client.post("/api/v1/trials/claim", json={"worker_id": worker, "study": "tpe"})
+        # a study whose last sample took long samples the next in a thread
+        tpe_claim = {"worker_id": worker, "study": "tpe"}
+        client.post("/api/v1/trials/claim", json=tpe_claim)  # builds the cache: a thread
+        second = client.post("/api/v1/trials/claim", json=tpe_claim)
+        assert len(threaded) == 2  # TPE's first trials are random samples: quick
+        tpe_cache = client.app.state.caches.get(second.json()["study_id"])
+        assert tpe_cache.spec.name == "tpe"
+        tpe_cache.last_ask_seconds = 0.5  # as a GP or a large TPE study's
+        assert client.post("/api/v1/trials/claim", json=tpe_claim).status_code == 200
         assert len(threaded) == 3
         values = client.get(f"/api/v1/trials/{trial_id}").json()["intermediate_values"]
         assert [v["step"] for v in values] == [1, 2, 3]
