@@ -151,10 +151,12 @@ def test_expired_lease_fails_the_trial_and_reissues_its_params(client: TestClien
 
 
 def test_heartbeat_keeps_the_lease(client: TestClient) -> None:
-    _create(client, budget={"max_trials": 3, "lease_seconds": 1})
+    # 2.4 s of heartbeats outlive a 2 s lease; each comes 0.4 s after the last, which leaves
+    # a loaded machine 1.6 s of slack (with a 1 s lease it once ran out under the full suite)
+    _create(client, budget={"max_trials": 3, "lease_seconds": 2})
     worker = register(client)
     trial = _claim(client, worker)
-    for _ in range(4):
+    for _ in range(6):
         time.sleep(0.4)
         r = client.post(f"/api/v1/workers/{worker}/heartbeat")
         assert r.status_code == 200 and r.json()["leases_extended"] == 1
