@@ -14,7 +14,7 @@ import threading
 import time
 import warnings
 import zlib
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -273,6 +273,7 @@ class StudyCaches:
         self.max_studies = max_studies
         self._caches: OrderedDict[int, StudyCache] = OrderedDict()
         self._locks: dict[int, threading.Lock] = {}
+        self._report_queues: dict[int, deque[Any]] = {}
         self._guard = threading.Lock()
         self._trial_study: dict[int, int] = {}
 
@@ -288,6 +289,11 @@ class StudyCaches:
     def lock(self, study_id: int) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(study_id, threading.Lock())
+
+    def report_queue(self, study_id: int) -> deque[Any]:
+        """Reports of the study waiting for its lock (``hot_paths`` decides them together)."""
+        with self._guard:
+            return self._report_queues.setdefault(study_id, deque())
 
     def get(self, study_id: int) -> StudyCache | None:
         with self._guard:

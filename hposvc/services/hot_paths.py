@@ -11,6 +11,7 @@ written nothing.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from hposvc.db.base import utcnow
 from hposvc.db.models import IntermediateValue, Study, Trial, Worker
 from hposvc.db.session import Database, WriteLockBusy
 from hposvc.domain.states import StudyState, TrialState
+from hposvc.errors import StorageError
 from hposvc.samplers import StudyCache, StudyCaches
 from hposvc.schemas.trials import (
     ClaimedTrial,
@@ -67,6 +69,16 @@ _LOCK_STUDY_WITH_TRIAL = (
     select(*_STUDY, _trials)
     .join_from(_studies, _trials, _trials.c.study_id == _studies.c.id)
     .where(_studies.c.id == bindparam("b_study"), _trials.c.id == bindparam("b_trial"))
+    .with_for_update(of=_studies)
+)
+# Reports decided together: the study and their trials, in one round trip.
+_LOCK_STUDY_WITH_TRIALS = (
+    select(*_STUDY, _trials)
+    .join_from(_studies, _trials, _trials.c.study_id == _studies.c.id)
+    .where(
+        _studies.c.id == bindparam("b_study"),
+        _trials.c.id.in_(bindparam("b_trials", expanding=True)),
+    )
     .with_for_update(of=_studies)
 )
 _INSERT_VALUE = insert(_values).values(
@@ -399,42 +411,131 @@ def fast_report(
 ) -> tuple[ReportResponse, bool] | None:
     """Answer an ordinary report, or None when the general path must take it.
 
+    Reports that wait for the study's lock are decided together by whichever of their
+    threads gets it first, in one transaction (see ``_report_together``).
+
     Returns:
         The answer, and whether the study may be complete now (the trial was pruned and the
         budget is spent): the general path checks that next.
     """
+    if nowait:
+        try:
+            with _locked(db, caches, study_id, trial_id, nowait=True) as hot:
+                return _decide_report(hot, trial_id, body)
+        except _GeneralPath:
+            return None
+    mine = _QueuedReport(trial_id, body)
+    queue = caches.report_queue(study_id)
+    queue.append(mine)
+    decided_here = False
+    with _study_lock(caches, study_id, nowait=False):
+        if not mine.done:  # else another thread decided it, with the reports before it
+            decided_here = True
+            _report_together(db, caches, study_id, _take_all(queue))
+    if mine.error is not None:
+        if decided_here:
+            raise mine.error
+        raise StorageError(f"report not stored: {mine.error}") from mine.error
+    return mine.answer
+
+
+@dataclass
+class _QueuedReport:
+    trial_id: int
+    body: ReportRequest
+    done: bool = False
+    answer: tuple[ReportResponse, bool] | None = None  # None: the general path's
+    error: BaseException | None = None
+
+
+def _take_all(queue: deque[_QueuedReport]) -> list[_QueuedReport]:
+    taken = []
+    while True:
+        try:
+            taken.append(queue.popleft())
+        except IndexError:
+            return taken
+
+
+def _report_together(
+    db: Database, caches: StudyCaches, study_id: int, queued: list[_QueuedReport]
+) -> None:
+    """Decide the queued reports of a study in one transaction, in the order they came.
+
+    The study's lock is held. Each report is decided as ``fast_report`` decides it alone, on
+    the cache as the reports before it left it; they share one BEGIN, lock and COMMIT (on
+    PostgreSQL the round trips and the commit's WAL flush are most of a report's time under
+    the lock). Every report ends ``done``: with its answer, None for the general path (it
+    wrote nothing), or the error that rolled the transaction back. Answers go out only
+    after the commit.
+    """
+    cache = caches.get(study_id)
+    mutated = False
     try:
-        with _locked(db, caches, study_id, trial_id, nowait=nowait) as hot:
-            hot.check_held_by(body.worker_id)
-            row = hot.row
-            previous = hot.cache.intermediate_value(row.number, body.step)
-            if previous == body.value:  # a retry: it did not prune, or the trial would be
-                return ReportResponse(should_prune=False), False
-            hot.mutated = True
-            result = hot.cache.report(row.number, body.step, body.value)
-            params = {
-                "b_study": study_id,
-                "b_trial": trial_id,
-                "b_step": body.step,
-                "b_value": body.value,
-                "b_prune": result.should_prune,
-                "b_last_step": max(row.last_step or 0, body.step),
-                "b_lease": hot.now + timedelta(seconds=hot.cache.spec.budget.lease_seconds),
-                "b_seq": hot.seq,
-                "b_attrs": result.system_attrs,
-                "b_now": hot.now,
-            }
-            if result.should_prune:
-                hot.cache.finish(row.number, TrialState.PRUNED, [body.value])
-                params["b_values"] = [body.value]
-                writes = _REPORT_PRUNES if previous is None else _REPORT_AGAIN_PRUNES
-            else:
-                writes = _REPORT if previous is None else _REPORT_AGAIN
-            writes.run(hot.conn, params)
-            maybe_done = result.should_prune and hot.may_complete_study()
-            return ReportResponse(should_prune=result.should_prune), maybe_done
-    except _GeneralPath:
-        return None
+        if cache is None:
+            return
+        seen: set[int] = set()
+        with db.connection(write=True) as conn:
+            now = utcnow()
+            keys = {"b_study": study_id, "b_trials": [q.trial_id for q in queued]}
+            rows = {row.id: row for row in conn.execute(_LOCK_STUDY_WITH_TRIALS, keys)}
+            seq = None
+            for q in queued:
+                row = rows.get(q.trial_id)
+                if row is None or row.study_seq != cache.seq or q.trial_id in seen:
+                    continue  # a trial twice: the later report takes the general path
+                seen.add(q.trial_id)
+                hot = _Locked(conn, cache, row, now)
+                try:
+                    q.answer = _decide_report(hot, q.trial_id, q.body)
+                except _GeneralPath:
+                    continue
+                if hot.mutated:
+                    mutated, seq = True, hot.seq
+        if mutated:
+            cache.seq = seq
+    except BaseException as exc:
+        if mutated:
+            caches.drop(study_id)
+        for q in queued:
+            q.answer, q.error = None, exc
+    finally:
+        for q in queued:
+            q.done = True
+
+
+def _decide_report(
+    hot: _Locked, trial_id: int, body: ReportRequest
+) -> tuple[ReportResponse, bool]:
+    """Store one report and the pruner's answer; ``_GeneralPath`` before anything changed."""
+    hot.check_held_by(body.worker_id)
+    row = hot.row
+    previous = hot.cache.intermediate_value(row.number, body.step)
+    if previous == body.value:  # a retry: it did not prune, or the trial would be
+        return ReportResponse(should_prune=False), False
+    hot.mutated = True
+    result = hot.cache.report(row.number, body.step, body.value)
+    params = {
+        "b_study": hot.cache.study_id,
+        "b_trial": trial_id,
+        "b_step": body.step,
+        "b_value": body.value,
+        "b_prune": result.should_prune,
+        "b_last_step": max(row.last_step or 0, body.step),
+        "b_lease": hot.now + timedelta(seconds=hot.cache.spec.budget.lease_seconds),
+        "b_seq": hot.seq,
+        "b_attrs": result.system_attrs,
+        "b_now": hot.now,
+    }
+    if result.should_prune:
+        hot.cache.finish(row.number, TrialState.PRUNED, [body.value])
+        params["b_values"] = [body.value]
+        writes = _REPORT_PRUNES if previous is None else _REPORT_AGAIN_PRUNES
+    else:
+        writes = _REPORT if previous is None else _REPORT_AGAIN
+    writes.run(hot.conn, params)
+    maybe_done = result.should_prune and hot.may_complete_study()
+    return ReportResponse(should_prune=result.should_prune), maybe_done
 
 
 def fast_complete(

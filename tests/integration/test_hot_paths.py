@@ -202,3 +202,83 @@ def test_a_claim_after_a_lease_ran_out_takes_the_general_path(database_url: str)
     with db.session() as session:
         assert session.get(Trial, held.id).state != TrialState.RUNNING.value
     db.dispose()
+
+
+def _fresh(database_url: str, tmp_path: Any, name: str) -> str:
+    """An empty database like ``database_url``'s (PostgreSQL: the same one, emptied)."""
+    if database_url.startswith("sqlite"):
+        from hposvc.db.migrate import upgrade
+
+        url = f"sqlite:///{tmp_path}/{name}.db"
+        upgrade(url)
+        return url
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text("TRUNCATE intermediate_values, trials, studies, workers RESTART IDENTITY CASCADE")
+        )
+    engine.dispose()
+    return database_url
+
+
+def _loss(trial: Any, step: int) -> float:
+    return trial.params["x"] ** 2 / 25 + 1 / step
+
+
+def _report_rounds(url: str, *, together: bool) -> tuple[list[list[Any]], dict[str, Any]]:
+    """Four workers report each epoch's value at once, as one batch or one report at a time.
+
+    Returns:
+        The answers, round by round, and the rows written.
+    """
+    db, caches = Database(url), StudyCaches()
+    spec = make_spec(
+        sampler={"name": "random", "seed": 5},
+        pruner={"name": "median", "options": {"n_startup_trials": 1, "n_warmup_steps": 3}},
+        budget={"max_trials": 10, "lease_seconds": 60},
+    )
+    studies.create_study(db=db, spec=StudySpec.model_validate(spec))
+    ids = [workers.register(db=db, body=WorkerRegister(name=f"w{i}", host="h")) for i in range(4)]
+    for _ in range(2):  # finished trials for the median pruner to compare with
+        first = trials.claim(db=db, caches=caches, worker_id=ids[0])
+        for step in range(1, 7):
+            body = ReportRequest(worker_id=ids[0], step=step, value=_loss(first, step))
+            trials.report(db=db, caches=caches, trial_id=first.id, body=body)
+        done = CompleteRequest(worker_id=ids[0], values=[_loss(first, 6)])
+        trials.complete(db=db, caches=caches, trial_id=first.id, body=done)
+    held = {w: trials.claim(db=db, caches=caches, worker_id=w) for w in ids}
+    study_id = next(iter(held.values())).study_id
+    answers = []
+    for step in range(1, 7):
+        queued = [
+            hot_paths._QueuedReport(
+                t.id, ReportRequest(worker_id=w, step=step, value=_loss(t, step))
+            )
+            for w, t in held.items()
+        ]
+        for batch in [queued] if together else [[q] for q in queued]:
+            hot_paths._report_together(db, caches, study_id, batch)
+        assert all(q.done and q.error is None and q.answer is not None for q in queued)
+        answers.append([q.answer for q in queued])
+        held = {
+            w: t
+            for (w, t), q in zip(held.items(), queued, strict=True)
+            if not q.answer[0].should_prune
+        }
+    db.dispose()
+    return answers, _rows(url)
+
+
+def test_reports_decided_together_write_what_one_at_a_time_writes(
+    database_url: str, tmp_path: Any
+) -> None:
+    together, rows = _report_rounds(_fresh(database_url, tmp_path, "together"), together=True)
+    alone, rows_alone = _report_rounds(_fresh(database_url, tmp_path, "alone"), together=False)
+    assert together == alone
+    assert any(answer[0].should_prune for round_ in together for answer in round_)
+    assert [len(round_) for round_ in together[:3]] == [4, 4, 4]  # batches of several
+    # Each transaction is one decision with one seq: the batches move it on fewer times
+    assert rows["studies"][0]["seq"] < rows_alone["studies"][0]["seq"]
+    for table in rows:
+        for row, row_alone in zip(rows[table], rows_alone[table], strict=True):
+            assert {**row, "seq": 0} == {**row_alone, "seq": 0}, table
