@@ -451,40 +451,35 @@ def report_now(
     *, db: Database, caches: StudyCaches, trial_id: int, body: ReportRequest
 ) -> tuple[ReportResponse, int | None] | None:
     """``report``'s answer, and the study to pass to ``complete_study_if_done`` next, or None."""
-    study_id = caches.study_of_trial(trial_id)
-    if study_id is None:
-        return None
-    fast = fast_report(
-        db=db, caches=caches, study_id=study_id, trial_id=trial_id, body=body, nowait=True
-    )
+    fast = _on_known_trial(fast_report, db=db, caches=caches, trial_id=trial_id, body=body)
     if fast is None:
         return None
     answer, maybe_done = fast
-    return answer, study_id if maybe_done else None
+    return answer, caches.study_of_trial(trial_id) if maybe_done else None
 
 
 def complete_now(
     *, db: Database, caches: StudyCaches, trial_id: int, body: CompleteRequest
 ) -> TrialRead | None:
     """``complete``'s answer, or None."""
-    study_id = caches.study_of_trial(trial_id)
-    if study_id is None:
-        return None
-    return fast_complete(
-        db=db, caches=caches, study_id=study_id, trial_id=trial_id, body=body, nowait=True
-    )
+    return _on_known_trial(fast_complete, db=db, caches=caches, trial_id=trial_id, body=body)
 
 
 def set_user_attrs_now(
     *, db: Database, caches: StudyCaches, trial_id: int, body: UserAttrsRequest
 ) -> TrialRead | None:
     """``set_user_attrs``'s answer, or None."""
+    return _on_known_trial(fast_set_user_attrs, db=db, caches=caches, trial_id=trial_id, body=body)
+
+
+def _on_known_trial(
+    fast: Callable[..., T | None], *, db: Database, caches: StudyCaches, trial_id: int, body: Any
+) -> T | None:
+    """``fast`` without waiting, for a trial whose study this process knows, or None."""
     study_id = caches.study_of_trial(trial_id)
     if study_id is None:
         return None
-    return fast_set_user_attrs(
-        db=db, caches=caches, study_id=study_id, trial_id=trial_id, body=body, nowait=True
-    )
+    return fast(db=db, caches=caches, study_id=study_id, trial_id=trial_id, body=body, nowait=True)
 
 
 def release(
