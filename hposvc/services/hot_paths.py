@@ -18,7 +18,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, exists, func, insert, literal, select, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 
 from hposvc.db.base import utcnow
 from hposvc.db.models import IntermediateValue, Study, Trial, Worker
@@ -45,22 +56,28 @@ _STUDY = (
     _studies.c.created_at.label("study_created_at"),
 )
 _RUNNING = TrialState.RUNNING.value
+
+
 # A claim: the study, and whether any of its running trials' leases ran out. The state is
 # written into the SQL, not sent as a parameter: PostgreSQL runs a statement prepared by the
 # driver (psycopg prepares one after 5 runs) with a generic plan, which cannot see which state
 # a parameter names; it took a third of the trials to be running and scanned every trial of
 # the study on each claim (measured: 1.9 ms at 10,000 trials, 0.03 ms with the index).
-_LOCK_STUDY = (
-    select(
-        *_STUDY,
+def _lease_ran_out(trials: Any) -> Any:
+    return (
         exists()
         .where(
-            _trials.c.study_id == _studies.c.id,
-            _trials.c.state == literal(_RUNNING, literal_execute=True),
-            _trials.c.lease_expires_at < bindparam("b_now"),
+            trials.c.study_id == _studies.c.id,
+            trials.c.state == literal(_RUNNING, literal_execute=True),
+            trials.c.lease_expires_at < bindparam("b_now"),
         )
-        .label("lease_ran_out"),
+        .correlate(_studies)
+        .label("lease_ran_out")
     )
+
+
+_LOCK_STUDY = (
+    select(*_STUDY, _lease_ran_out(_trials))
     .where(_studies.c.id == bindparam("b_study"))
     .with_for_update(of=_studies)
 )
@@ -71,14 +88,22 @@ _LOCK_STUDY_WITH_TRIAL = (
     .where(_studies.c.id == bindparam("b_study"), _trials.c.id == bindparam("b_trial"))
     .with_for_update(of=_studies)
 )
-# Reports decided together: the study and their trials, in one round trip.
+# Requests decided together: the study (one row even when none of them names a trial), whether
+# a running trial's lease ran out (for claims), and the trials the others name, in one round
+# trip. The lease check reads the trials under another name: the outer query's would be taken
+# for a correlation.
 _LOCK_STUDY_WITH_TRIALS = (
-    select(*_STUDY, _trials)
-    .join_from(_studies, _trials, _trials.c.study_id == _studies.c.id)
-    .where(
-        _studies.c.id == bindparam("b_study"),
-        _trials.c.id.in_(bindparam("b_trials", expanding=True)),
+    select(*_STUDY, _lease_ran_out(_trials.alias("leased")), _trials)
+    .select_from(
+        _studies.outerjoin(
+            _trials,
+            and_(
+                _trials.c.study_id == _studies.c.id,
+                _trials.c.id.in_(bindparam("b_trials", expanding=True)),
+            ),
+        )
     )
+    .where(_studies.c.id == bindparam("b_study"))
     .with_for_update(of=_studies)
 )
 _INSERT_VALUE = insert(_values).values(
@@ -222,30 +247,54 @@ class _GeneralPath(Exception):  # noqa: N818 - a signal, not an error
 
 
 @dataclass
+class _StudyNow:
+    """The study's row as the decisions of one transaction leave it."""
+
+    seq: int
+    state: str
+    n_trials: int
+    budget_used: int
+    created_at: datetime
+    lease_ran_out: bool
+
+    @classmethod
+    def of(cls, row: Row[Any]) -> _StudyNow:
+        return cls(
+            seq=int(row.study_seq),
+            state=row.study_state,
+            n_trials=row.n_trials,
+            budget_used=row.budget_used,
+            created_at=row.study_created_at,
+            lease_ran_out=bool(getattr(row, "lease_ran_out", False)),
+        )
+
+
+@dataclass
 class _Locked:
     """A study locked in this process and in the database, its cache current."""
 
     conn: Connection
     cache: StudyCache
-    row: Row[Any]  # the study's columns (``study_*``), and the trial's with a trial
+    study: _StudyNow
+    row: Row[Any]  # the trial's columns, with a trial (and the study's as it was locked)
     now: datetime
     mutated: bool = False
 
     def may_complete_study(self) -> bool:
         """Whether a trial finishing now might complete the study (the general path's call)."""
-        row, cache = self.row, self.cache
+        study, cache = self.study, self.cache
         limit = cache.spec.budget.time_limit_seconds
         return (
-            row.study_state != StudyState.RUNNING.value
-            or row.budget_used >= cache.spec.budget.max_trials
+            study.state != StudyState.RUNNING.value
+            or study.budget_used >= cache.spec.budget.max_trials
             or not cache.can_create()
-            or (limit is not None and (self.now - row.study_created_at).total_seconds() >= limit)
+            or (limit is not None and (self.now - study.created_at).total_seconds() >= limit)
         )
 
     @property
     def seq(self) -> int:
-        """The seq this decision's writes carry."""
-        return int(self.row.study_seq) + 1
+        """The seq this transaction's writes carry."""
+        return self.study.seq + 1
 
     def check_held_by(self, worker_id: int) -> None:
         """The trial must be running for this worker with a live lease, else the general path."""
@@ -301,7 +350,7 @@ def _locked(
                     row = conn.execute(_LOCK_STUDY_WITH_TRIAL, keys).first()
                 if row is None or row.study_seq != cache.seq:
                     raise _GeneralPath
-                locked = _Locked(conn, cache, row, now)
+                locked = _Locked(conn, cache, _StudyNow.of(row), row, now)
                 yield locked
             if locked.mutated:
                 cache.seq = locked.seq
@@ -311,6 +360,130 @@ def _locked(
             if locked is not None and locked.mutated:
                 caches.drop(study_id)
             raise
+
+
+# -- requests decided together -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _ClaimBody:
+    worker_id: int
+    request_id: str | None
+
+
+@dataclass
+class _Queued:
+    """A claim, report or complete waiting for its study's lock."""
+
+    trial_id: int | None  # None: a claim
+    body: _ClaimBody | ReportRequest | CompleteRequest
+    done: bool = False
+    answer: Any = None  # None: the general path's
+    error: BaseException | None = None
+
+
+def _decide_in_turn(db: Database, caches: StudyCaches, study_id: int, mine: _Queued) -> Any:
+    """``mine``'s answer, decided with the requests waiting for the study's lock with it.
+
+    Whichever of their threads gets the lock first decides them all in one transaction (see
+    ``_decide_together``); the others find theirs done when they get it. Returns None for the
+    general path.
+
+    Raises:
+        StorageError: the transaction that held ``mine`` failed.
+    """
+    queue = caches.report_queue(study_id)  # holds claims and completes too
+    queue.append(mine)
+    decided_here = False
+    with _study_lock(caches, study_id, nowait=False):
+        if not mine.done:  # else another thread decided it, with the requests before it
+            decided_here = True
+            _decide_together(db, caches, study_id, _take_all(queue))
+    if mine.error is not None:
+        if decided_here:
+            raise mine.error
+        raise StorageError(f"request not stored: {mine.error}") from mine.error
+    return mine.answer
+
+
+def _take_all(queue: deque[_Queued]) -> list[_Queued]:
+    taken = []
+    while True:
+        try:
+            taken.append(queue.popleft())
+        except IndexError:
+            return taken
+
+
+def _decide_together(
+    db: Database, caches: StudyCaches, study_id: int, queued: list[_Queued]
+) -> None:
+    """Decide the queued requests of a study in one transaction, in the order they came.
+
+    The study's lock is held. Each request is decided as it would be alone, on the cache and
+    the study's row as the requests before it left them; they share one BEGIN, lock and
+    COMMIT (on PostgreSQL the round trips and the commit's WAL flush are most of a decision's
+    time under the lock). Every request ends ``done``: with its answer, None for the general
+    path (it wrote nothing), or the error that rolled the transaction back. Answers go out
+    only after the commit.
+    """
+    cache = caches.get(study_id)
+    mutated = stale = False
+    try:
+        if cache is None:
+            return
+        seen: set[int] = set()
+        with db.connection(write=True) as conn:
+            now = utcnow()
+            names = [q.trial_id for q in queued if q.trial_id is not None]
+            keys = {"b_study": study_id, "b_trials": names, "b_now": now}
+            rows = conn.execute(_LOCK_STUDY_WITH_TRIALS, keys).all()
+            if not rows or rows[0].study_seq != cache.seq:
+                return
+            study = _StudyNow.of(rows[0])
+            by_trial = {row.id: row for row in rows if row.id is not None}
+            for q in queued:
+                row = rows[0]
+                if q.trial_id is not None:
+                    if q.trial_id in seen or q.trial_id not in by_trial:
+                        continue  # a trial twice: the later request takes the general path
+                    seen.add(q.trial_id)
+                    row = by_trial[q.trial_id]
+                hot = _Locked(conn, cache, study, row, now)
+                try:
+                    q.answer = _decide(hot, q)
+                except _GeneralPath:
+                    if hot.mutated:  # the cache moved on with nothing written: the rest and
+                        stale = True  # the cache go to the general path (after the commit)
+                        break
+                    continue
+                mutated = mutated or hot.mutated
+        if stale:
+            caches.drop(study_id)
+        elif mutated:
+            cache.seq = study.seq + 1
+    except BaseException as exc:
+        if mutated or stale:
+            caches.drop(study_id)
+        for q in queued:
+            q.answer, q.error = None, exc
+    finally:
+        for q in queued:
+            q.done = True
+
+
+def _decide(hot: _Locked, q: _Queued) -> Any:
+    body, trial_id = q.body, q.trial_id
+    if isinstance(body, _ClaimBody):
+        return _claim(hot, body.worker_id, body.request_id)
+    if trial_id is None:
+        raise _GeneralPath
+    if isinstance(body, ReportRequest):
+        return _decide_report(hot, trial_id, body)
+    return _decide_complete(hot, trial_id, body)
+
+
+# -- claim, report, complete ---------------------------------------------------------------
 
 
 def fast_claim(
@@ -325,6 +498,11 @@ def fast_claim(
     """A new trial sampled in the one study there is to claim from, or None.
 
     ``nowait``: also None when a lock is held or sampling may take long (see ``_locked``).
+    Otherwise the claim waits for the study's lock with the reports and completes that wait
+    for it, and is decided with them (see ``_decide_together``).
+
+    Raises:
+        StorageError: the database failed.
     """
     keys = {"b_w": worker_id, "b_req": request_id, "b_name": study_name}
     try:
@@ -334,7 +512,11 @@ def fast_claim(
         study_id = named if study_name is not None else first_running if n_running == 1 else None
         if study_id is None:
             return None  # no such study, or several to choose from: the general path's call
-        if nowait and not _quick_to_sample(caches.get(study_id)):
+        if not nowait:
+            mine = _Queued(None, _ClaimBody(worker_id, request_id))
+            claimed: ClaimedTrial | None = _decide_in_turn(db, caches, study_id, mine)
+            return claimed
+        if not _quick_to_sample(caches.get(study_id)):
             return None
         with _locked(db, caches, study_id, nowait=nowait) as hot:
             return _claim(hot, worker_id, request_id)
@@ -343,7 +525,7 @@ def fast_claim(
 
 
 def _claim(hot: _Locked, worker_id: int, request_id: str | None) -> ClaimedTrial:
-    cache, spec, study = hot.cache, hot.cache.spec, hot.row
+    cache, spec, study = hot.cache, hot.cache.spec, hot.study
     budget = spec.budget
     if (
         hot.may_complete_study()  # no new trial then, or none that counts on the budget
@@ -384,6 +566,8 @@ def _claim(hot: _Locked, worker_id: int, request_id: str | None) -> ClaimedTrial
         trial_id = _CLAIM_WITH_STUDY_ATTRS.run(hot.conn, params).scalar_one()
     else:
         trial_id = _CLAIM.run(hot.conn, params).scalar_one()
+    study.n_trials += 1  # as _STUDY_GAINS_TRIAL left the row, for the decisions after this one
+    study.budget_used += 1
     return ClaimedTrial(
         id=trial_id,
         study=spec.name,
@@ -411,12 +595,15 @@ def fast_report(
 ) -> tuple[ReportResponse, bool] | None:
     """Answer an ordinary report, or None when the general path must take it.
 
-    Reports that wait for the study's lock are decided together by whichever of their
-    threads gets it first, in one transaction (see ``_report_together``).
+    Without ``nowait`` it is decided with the requests waiting for the study's lock with it
+    (see ``_decide_together``).
 
     Returns:
         The answer, and whether the study may be complete now (the trial was pruned and the
         budget is spent): the general path checks that next.
+
+    Raises:
+        StorageError: the database failed.
     """
     if nowait:
         try:
@@ -424,84 +611,10 @@ def fast_report(
                 return _decide_report(hot, trial_id, body)
         except _GeneralPath:
             return None
-    mine = _QueuedReport(trial_id, body)
-    queue = caches.report_queue(study_id)
-    queue.append(mine)
-    decided_here = False
-    with _study_lock(caches, study_id, nowait=False):
-        if not mine.done:  # else another thread decided it, with the reports before it
-            decided_here = True
-            _report_together(db, caches, study_id, _take_all(queue))
-    if mine.error is not None:
-        if decided_here:
-            raise mine.error
-        raise StorageError(f"report not stored: {mine.error}") from mine.error
-    return mine.answer
-
-
-@dataclass
-class _QueuedReport:
-    trial_id: int
-    body: ReportRequest
-    done: bool = False
-    answer: tuple[ReportResponse, bool] | None = None  # None: the general path's
-    error: BaseException | None = None
-
-
-def _take_all(queue: deque[_QueuedReport]) -> list[_QueuedReport]:
-    taken = []
-    while True:
-        try:
-            taken.append(queue.popleft())
-        except IndexError:
-            return taken
-
-
-def _report_together(
-    db: Database, caches: StudyCaches, study_id: int, queued: list[_QueuedReport]
-) -> None:
-    """Decide the queued reports of a study in one transaction, in the order they came.
-
-    The study's lock is held. Each report is decided as ``fast_report`` decides it alone, on
-    the cache as the reports before it left it; they share one BEGIN, lock and COMMIT (on
-    PostgreSQL the round trips and the commit's WAL flush are most of a report's time under
-    the lock). Every report ends ``done``: with its answer, None for the general path (it
-    wrote nothing), or the error that rolled the transaction back. Answers go out only
-    after the commit.
-    """
-    cache = caches.get(study_id)
-    mutated = False
-    try:
-        if cache is None:
-            return
-        seen: set[int] = set()
-        with db.connection(write=True) as conn:
-            now = utcnow()
-            keys = {"b_study": study_id, "b_trials": [q.trial_id for q in queued]}
-            rows = {row.id: row for row in conn.execute(_LOCK_STUDY_WITH_TRIALS, keys)}
-            seq = None
-            for q in queued:
-                row = rows.get(q.trial_id)
-                if row is None or row.study_seq != cache.seq or q.trial_id in seen:
-                    continue  # a trial twice: the later report takes the general path
-                seen.add(q.trial_id)
-                hot = _Locked(conn, cache, row, now)
-                try:
-                    q.answer = _decide_report(hot, q.trial_id, q.body)
-                except _GeneralPath:
-                    continue
-                if hot.mutated:
-                    mutated, seq = True, hot.seq
-        if mutated:
-            cache.seq = seq
-    except BaseException as exc:
-        if mutated:
-            caches.drop(study_id)
-        for q in queued:
-            q.answer, q.error = None, exc
-    finally:
-        for q in queued:
-            q.done = True
+    answer: tuple[ReportResponse, bool] | None = _decide_in_turn(
+        db, caches, study_id, _Queued(trial_id, body)
+    )
+    return answer
 
 
 def _decide_report(
@@ -547,39 +660,54 @@ def fast_complete(
     body: CompleteRequest,
     nowait: bool = False,
 ) -> TrialRead | None:
-    """Complete a running trial of a study that goes on running, or None."""
+    """Complete a running trial of a study that goes on running, or None.
+
+    Without ``nowait`` it is decided with the requests waiting for the study's lock with it
+    (see ``_decide_together``).
+
+    Raises:
+        StorageError: the database failed.
+    """
+    if not nowait:
+        done: TrialRead | None = _decide_in_turn(db, caches, study_id, _Queued(trial_id, body))
+        return done
     try:
-        with _locked(db, caches, study_id, trial_id, nowait=nowait) as hot:
-            cache = hot.cache
-            if len(body.values) != len(cache.spec.objectives) or hot.may_complete_study():
-                raise _GeneralPath
-            hot.check_held_by(body.worker_id)
-            row = hot.row
-            hot.mutated = True
-            values = list(body.values)
-            cache.finish(row.number, TrialState.COMPLETE, values)
-            user_attrs = {**row.user_attrs, **body.user_attrs}
-            params = {
-                "b_study": study_id,
-                "b_trial": trial_id,
-                "b_values": values,
-                "b_value": values[0],
-                "b_now": hot.now,
-                "b_seq": hot.seq,
-                "b_user": user_attrs,
-            }
-            _COMPLETE.run(hot.conn, params)
-            return _trial_read(
-                row,
-                cache.spec.name,
-                state=TrialState.COMPLETE,
-                values=values,
-                user_attrs=user_attrs,
-                finished_at=hot.now,
-                lease_expires_at=None,
-            )
+        with _locked(db, caches, study_id, trial_id, nowait=True) as hot:
+            return _decide_complete(hot, trial_id, body)
     except _GeneralPath:
         return None
+
+
+def _decide_complete(hot: _Locked, trial_id: int, body: CompleteRequest) -> TrialRead:
+    """Store the trial's values; ``_GeneralPath`` before anything changed."""
+    cache = hot.cache
+    if len(body.values) != len(cache.spec.objectives) or hot.may_complete_study():
+        raise _GeneralPath
+    hot.check_held_by(body.worker_id)
+    row = hot.row
+    hot.mutated = True
+    values = list(body.values)
+    cache.finish(row.number, TrialState.COMPLETE, values)
+    user_attrs = {**row.user_attrs, **body.user_attrs}
+    params = {
+        "b_study": cache.study_id,
+        "b_trial": trial_id,
+        "b_values": values,
+        "b_value": values[0],
+        "b_now": hot.now,
+        "b_seq": hot.seq,
+        "b_user": user_attrs,
+    }
+    _COMPLETE.run(hot.conn, params)
+    return _trial_read(
+        row,
+        cache.spec.name,
+        state=TrialState.COMPLETE,
+        values=values,
+        user_attrs=user_attrs,
+        finished_at=hot.now,
+        lease_expires_at=None,
+    )
 
 
 def fast_set_user_attrs(

@@ -251,13 +251,11 @@ def _report_rounds(url: str, *, together: bool) -> tuple[list[list[Any]], dict[s
     answers = []
     for step in range(1, 7):
         queued = [
-            hot_paths._QueuedReport(
-                t.id, ReportRequest(worker_id=w, step=step, value=_loss(t, step))
-            )
+            hot_paths._Queued(t.id, ReportRequest(worker_id=w, step=step, value=_loss(t, step)))
             for w, t in held.items()
         ]
         for batch in [queued] if together else [[q] for q in queued]:
-            hot_paths._report_together(db, caches, study_id, batch)
+            hot_paths._decide_together(db, caches, study_id, batch)
         assert all(q.done and q.error is None and q.answer is not None for q in queued)
         answers.append([q.answer for q in queued])
         held = {
@@ -278,6 +276,80 @@ def test_reports_decided_together_write_what_one_at_a_time_writes(
     assert any(answer[0].should_prune for round_ in together for answer in round_)
     assert [len(round_) for round_ in together[:3]] == [4, 4, 4]  # batches of several
     # Each transaction is one decision with one seq: the batches move it on fewer times
+    assert rows["studies"][0]["seq"] < rows_alone["studies"][0]["seq"]
+    for table in rows:
+        for row, row_alone in zip(rows[table], rows_alone[table], strict=True):
+            assert {**row, "seq": 0} == {**row_alone, "seq": 0}, table
+
+
+def _mixed_rounds(url: str, *, together: bool) -> tuple[list[list[Any]], dict[str, Any]]:
+    """Four workers claim, report and complete at once, as one batch or one at a time.
+
+    Each round every worker sends its next request (the last two from rounds 1 and 2): a claim when
+    it holds no trial, else a report, or a complete after the third report; so the batches mix
+    claims (two at once in the first round), reports that continue or prune, and completes.
+
+    Returns:
+        What each answer decided, round by round, and the rows written.
+    """
+    db, caches = Database(url), StudyCaches()
+    spec = make_spec(
+        sampler={"name": "random", "seed": 5},
+        pruner={"name": "median", "options": {"n_startup_trials": 1, "n_warmup_steps": 1}},
+        budget={"max_trials": 40, "lease_seconds": 60},
+    )
+    studies.create_study(db=db, spec=StudySpec.model_validate(spec))
+    ids = [workers.register(db=db, body=WorkerRegister(name=f"w{i}", host="h")) for i in range(4)]
+    first = trials.claim(db=db, caches=caches, worker_id=ids[0])  # builds the study's cache
+    done = CompleteRequest(worker_id=ids[0], values=[_loss(first, 3)])
+    trials.complete(db=db, caches=caches, trial_id=first.id, body=done)
+    study_id = first.study_id
+    held: dict[int, list[Any]] = {}
+    answers = []
+    for round_ in range(20):
+        queued, senders = [], ids[: round_ + 2]
+        for w in senders:
+            if w not in held:
+                queued.append(hot_paths._Queued(None, hot_paths._ClaimBody(w, None)))
+                continue
+            trial, step = held[w]
+            if step < 3:
+                body: Any = ReportRequest(worker_id=w, step=step + 1, value=_loss(trial, step + 1))
+            else:
+                body = CompleteRequest(worker_id=w, values=[_loss(trial, 3)])
+            queued.append(hot_paths._Queued(trial.id, body))
+        for batch in [queued] if together else [[q] for q in queued]:
+            hot_paths._decide_together(db, caches, study_id, batch)
+        assert all(q.done and q.error is None and q.answer is not None for q in queued)
+        decided: list[Any] = []
+        for w, q in zip(senders, queued, strict=True):
+            if q.trial_id is None:  # a claim
+                held[w] = [q.answer, 0]
+                decided.append(("claimed", q.answer.number, q.answer.params))
+            elif isinstance(q.body, ReportRequest):
+                held[w][1] += 1
+                if q.answer[0].should_prune:
+                    del held[w]
+                decided.append(("report", q.answer))
+            else:
+                del held[w]
+                decided.append(("complete", q.answer.state, q.answer.values))
+        answers.append(decided)
+    db.dispose()
+    return answers, _rows(url)
+
+
+def test_claims_reports_and_completes_decided_together_match_one_at_a_time(
+    database_url: str, tmp_path: Any
+) -> None:
+    together, rows = _mixed_rounds(_fresh(database_url, tmp_path, "together"), together=True)
+    alone, rows_alone = _mixed_rounds(_fresh(database_url, tmp_path, "alone"), together=False)
+    assert together == alone
+    kinds = [{d[0] for d in round_} for round_ in together]
+    assert [d[0] for d in together[0]] == ["claimed"] * 2  # several claims in one batch
+    for pair in [{"claimed", "report"}, {"claimed", "complete"}, {"report", "complete"}]:
+        assert any(pair <= k for k in kinds), pair  # batches that mix them
+    assert any(d[0] == "report" and d[1][0].should_prune for r in together for d in r)
     assert rows["studies"][0]["seq"] < rows_alone["studies"][0]["seq"]
     for table in rows:
         for row, row_alone in zip(rows[table], rows_alone[table], strict=True):
