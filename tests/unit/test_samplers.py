@@ -459,3 +459,42 @@ def test_choices_of_different_types_are_all_handed_out_as_themselves(sampler: st
         seen.add((type(value).__name__, value))
         driver.cache.finish(asked.number, TrialState.COMPLETE, [0.0])
     assert seen == {(type(c).__name__, c) for c in choices}
+
+
+def test_tpe_and_hyperband_defaults_are_optunas() -> None:
+    """A study that names TPE and Hyperband without options gets what plain Optuna would use.
+
+    benchmarks/search_efficiency.py compares the service with plain Optuna's defaults, and a
+    replay (RESULTS.md, "Search efficiency") found the same trials on both sides.
+    """
+    import optuna
+
+    spec = StudySpec.model_validate(
+        {
+            "name": "defaults",
+            "objectives": [{"name": "val_accuracy", "direction": "maximize"}],
+            "search_space": {k: v for k, v in SPACE.items() if "when" not in v},
+            "sampler": {"name": "tpe"},
+            "pruner": {"name": "hyperband"},
+            "training": {"max_epochs": 27},
+        }
+    )
+    ours, theirs = build_sampler(spec), optuna.samplers.TPESampler()
+    assert isinstance(ours, optuna.samplers.TPESampler)
+    for attr in (
+        "_n_startup_trials",
+        "_n_ei_candidates",
+        "_gamma",
+        "_group",
+        "_constant_liar",
+        "_parzen_estimator_parameters",
+        "_parzen_estimator_cls",
+    ):
+        assert getattr(ours, attr) == getattr(theirs, attr), attr
+    # Optuna leaves multivariate to the study (on for one objective); we decide it up front.
+    study = optuna.create_study(direction="maximize")
+    assert ours._is_multivariate(study) and theirs._is_multivariate(study)
+
+    pruner = build_pruner(spec)
+    assert isinstance(pruner, optuna.pruners.HyperbandPruner)
+    assert vars(pruner) == vars(optuna.pruners.HyperbandPruner(max_resource=27))
