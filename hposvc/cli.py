@@ -54,6 +54,9 @@ def worker(
     token: TokenOpt = None,
     devices: Annotated[str, typer.Option(help="auto | cpu | GPU ids like 0,1")] = "auto",
     slots_per_device: Annotated[int, typer.Option(min=1, help="Trials sharing a device.")] = 1,
+    threads_per_slot: Annotated[
+        int | None, typer.Option(min=1, help="torch threads per slot (default: cores / slots).")
+    ] = None,
     study: Annotated[str | None, typer.Option(help="Only take trials of this study.")] = None,
     name: Annotated[str | None, typer.Option(help="Worker name (default host-pid).")] = None,
     max_trials: Annotated[int | None, typer.Option(help="Per slot, then exit.")] = None,
@@ -73,6 +76,7 @@ def worker(
         token=token,
         devices=devices,
         slots_per_device=slots_per_device,
+        threads_per_slot=threads_per_slot,
         study=study,
         name=name,
         max_trials=max_trials,

@@ -107,7 +107,7 @@ def run_worker(settings: WorkerSettings) -> int:
     # The forkserver imports torch while the daemon plans its slots (``--devices auto`` imports
     # torch here too, to count GPUs) and registers.
     _ensure_forkserver(ctx)
-    slots = plan_slots(settings.devices, settings.slots_per_device)
+    slots = plan_slots(settings.devices, settings.slots_per_device, settings.threads_per_slot)
     client = ServerClient(
         settings.server_url,
         settings.token,

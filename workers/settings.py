@@ -14,6 +14,12 @@ class WorkerSettings(BaseSettings):
     name: str | None = Field(default=None, description="Defaults to <hostname>-<pid>.")
     devices: str = Field(default="auto", description="auto | cpu | comma-separated GPU ids")
     slots_per_device: int = Field(default=1, ge=1, le=64)
+    threads_per_slot: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="torch threads per slot; default: the machine's cores shared among the slots.",
+    )
     study: str | None = None
     poll_seconds: float = Field(default=1.0, gt=0)
     heartbeat_seconds: float = Field(default=5.0, gt=0)
