@@ -433,7 +433,9 @@ def _decide_together(
         if cache is None:
             return
         seen: set[int] = set()
-        with db.connection(write=True) as conn:
+        # Pipelined: BEGIN and the lock in one round trip, the writes with the COMMIT in
+        # another (a claim, which reads the new trial's id, waits for the writes before it).
+        with db.connection(write=True, pipelined=True) as conn:
             now = utcnow()
             names = [q.trial_id for q in queued if q.trial_id is not None]
             keys = {"b_study": study_id, "b_trials": names, "b_now": now}
@@ -561,11 +563,11 @@ def _claim(hot: _Locked, worker_id: int, request_id: str | None) -> ClaimedTrial
     }
     params = {f"b_{name}": value for name, value in new.items()}
     params.update(b_study=cache.study_id, b_now=hot.now)
+    writes = _CLAIM
     if asked.study_system_attrs != attrs_before:
         params["b_study_attrs"] = asked.study_system_attrs
-        trial_id = _CLAIM_WITH_STUDY_ATTRS.run(hot.conn, params).scalar_one()
-    else:
-        trial_id = _CLAIM.run(hot.conn, params).scalar_one()
+        writes = _CLAIM_WITH_STUDY_ATTRS
+    trial_id = writes.run(hot.conn, params).scalar_one()
     study.n_trials += 1  # as _STUDY_GAINS_TRIAL left the row, for the decisions after this one
     study.budget_used += 1
     return ClaimedTrial(

@@ -354,3 +354,44 @@ def test_claims_reports_and_completes_decided_together_match_one_at_a_time(
     for table in rows:
         for row, row_alone in zip(rows[table], rows_alone[table], strict=True):
             assert {**row, "seq": 0} == {**row_alone, "seq": 0}, table
+
+
+@pytest.mark.parametrize("then_claim", [False, True])
+def test_a_write_that_fails_in_a_batch_stores_none_of_it(
+    database_url: str, then_claim: bool
+) -> None:
+    """On PostgreSQL a batch's writes go out together with its COMMIT (pipeline mode): one that
+    fails must still roll back those sent before it, answer no one, and drop the cache; also
+    when a claim after it waits for their answers first (it reads the new trial's id)."""
+    db, caches = Database(database_url), StudyCaches()
+    spec = make_spec(sampler={"name": "random", "seed": 5}, budget={"max_trials": 10})
+    studies.create_study(db=db, spec=StudySpec.model_validate(spec))
+    ids = [workers.register(db=db, body=WorkerRegister(name=f"w{i}", host="h")) for i in range(2)]
+    held = [trials.claim(db=db, caches=caches, worker_id=w) for w in ids]
+    study_id = held[0].study_id
+    with db.session(write=True) as session:  # behind the cache's back: the insert will clash
+        session.execute(
+            text(
+                "INSERT INTO intermediate_values (trial_id, step, value, should_prune) "
+                "VALUES (:t, 1, 7.0, false)"
+            ),
+            {"t": held[1].id},
+        )
+    queued = [
+        hot_paths._Queued(t.id, ReportRequest(worker_id=w, step=1, value=1.0))
+        for w, t in zip(ids, held, strict=True)
+    ]
+    if then_claim:
+        queued.append(hot_paths._Queued(None, hot_paths._ClaimBody(ids[0], None)))
+    hot_paths._decide_together(db, caches, study_id, queued)
+    assert all(q.done and q.answer is None and q.error is not None for q in queued)
+    assert caches.get(study_id) is None
+    rows = _rows(database_url)
+    assert [(v["trial_id"], v["value"]) for v in rows["intermediate_values"]] == [
+        (held[1].id, 7.0)
+    ]
+    assert len(rows["trials"]) == 2
+    # the general path carries on from the database
+    body = ReportRequest(worker_id=ids[0], step=1, value=1.0)
+    assert not trials.report(db=db, caches=caches, trial_id=held[0].id, body=body).should_prune
+    db.dispose()

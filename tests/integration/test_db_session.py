@@ -1,0 +1,41 @@
+"""PostgreSQL connections: tested before use only after they waited in the pool."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from hposvc.db.session import Database
+from hposvc.errors import StorageError
+
+pytestmark = pytest.mark.postgres
+_PID = text("SELECT pg_backend_pid()")
+
+
+def _kill_backend(url: str, pid: int) -> None:
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
+    admin.dispose()
+
+
+def test_a_connection_that_waited_is_tested_and_replaced(postgres_url: str) -> None:
+    """A backend that died while its connection waited in the pool costs no request."""
+    db = Database(postgres_url, ping_after_idle_seconds=0.0)
+    [(pid,)] = db.read_once(_PID, {})
+    _kill_backend(postgres_url, pid)
+    [(new_pid,)] = db.read_once(_PID, {})  # the ping found it dead: a new connection
+    assert new_pid != pid
+    db.dispose()
+
+
+def test_a_connection_back_a_moment_ago_is_not_tested(postgres_url: str) -> None:
+    """No round trip for a connection that worked within the last second (the hot paths')."""
+    db = Database(postgres_url, ping_after_idle_seconds=60.0)
+    [(pid,)] = db.read_once(_PID, {})
+    _kill_backend(postgres_url, pid)
+    with pytest.raises(StorageError):  # untested: the request that uses it fails...
+        db.read_once(_PID, {})
+    [(new_pid,)] = db.read_once(_PID, {})  # ...and the pool drops it
+    assert new_pid != pid
+    db.dispose()
