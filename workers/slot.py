@@ -223,13 +223,14 @@ def _result_attrs(result: Any, started: float) -> dict[str, Any]:
 
 def run_one(
     client: ServerClient, trial: ClaimedTrial, worker_id: int, slot: Slot, stop: Any
-) -> Future[None] | None:
+) -> Callable[[], None] | None:
     """Train one claimed trial and tell the server how it ended.
 
     The built-in loop's final model uploads while the test split is evaluated; complete
     follows the upload, so a completed trial's model is on the server when complete is
     answered. A pruned trial is already finished on the server: its user attrs (history,
-    metrics) go out in the background while the slot claims its next trial.
+    metrics) are returned as a send for later, which the slot makes once its next claim is
+    answered, while the next trial trains (sent with the claim, they delayed its answer).
 
     Kept cheap around the training (the target is <= 3% of wall time outside it): the
     built-in loop's report goes out while the next epoch trains, and checkpoints come every
@@ -240,7 +241,7 @@ def run_one(
     server before the trial completes, fails or is handed back.
 
     Returns:
-        That background send of a pruned trial's attrs (it logs its own errors), or None.
+        The send of a pruned trial's attrs (it logs its own errors), or None.
     """
     # torch loads in the slot process only
     from workers.training.checkpoint import BackgroundCheckpointStore
@@ -318,7 +319,7 @@ def run_one(
             return None
         attrs = {**_result_attrs(result, started), "slot": slot.index, "device": slot.device}
         if result.stopped == "pruned":
-            return report_thread().submit(_send_attrs, client, trial, worker_id, attrs)
+            return partial(_send_attrs, client, trial, worker_id, attrs)
         bad = [v for v in result.values if not math.isfinite(v)]
         if bad or len(result.values) != len(trial.objectives):
             names = [o["name"] for o in trial.objectives]
@@ -384,7 +385,8 @@ def slot_main(settings: WorkerSettings, worker_id: int, slot: Slot, stop: Any) -
         unreachable_timeout=settings.unreachable_timeout_seconds,
     )
     done, idle_since = 0, time.monotonic()
-    pending: Future[None] | None = None  # a pruned trial's attrs, sent while claiming
+    later: Callable[[], None] | None = None  # a pruned trial's attrs: sent after the next claim
+    sent: Future[None] | None = None  # the last of them, going out on the report thread
     try:
         while not stop.is_set():
             if settings.max_trials is not None and done >= settings.max_trials:
@@ -394,19 +396,20 @@ def slot_main(settings: WorkerSettings, worker_id: int, slot: Slot, stop: Any) -
             except ServerUnreachable:
                 logger.error("slot %d: server unreachable, giving up", slot.index)
                 return
-            if pending is not None:
-                pending.result()
-                pending = None
+            if later is not None:  # in order, before the next trial's reports
+                sent, later = report_thread().submit(later), None
             if trial is None:
                 limit = settings.exit_when_idle_seconds
                 if limit is not None and time.monotonic() - idle_since > limit:
                     return
                 stop.wait(settings.poll_seconds)
                 continue
-            pending = run_one(client, trial, worker_id, slot, stop)
+            later = run_one(client, trial, worker_id, slot, stop)
             done += 1
             idle_since = time.monotonic()
     finally:
-        if pending is not None:
-            pending.result()
+        if later is not None:
+            later()
+        if sent is not None:
+            sent.result()
         client.close()

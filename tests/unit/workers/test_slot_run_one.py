@@ -1,6 +1,6 @@
 """run_one against a fake server client: reports overlapped with training, checkpoints on a
 cadence and in the background, the synchronous last checkpoint of a stopping worker, and the
-errors of a background report (workers/slot.py)."""
+errors of a background report, and when a pruned trial's attrs go out (workers/slot.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 
 from hposvc.schemas.trials import ClaimedTrial
+from workers import slot
 from workers.client import LeaseLost, RequestRejected
 from workers.devices import Slot
+from workers.settings import WorkerSettings
 from workers.slot import run_one
 from workers.training.checkpoint import from_bytes
 from workers.training.loop import TrainingDiverged
@@ -98,8 +100,8 @@ def _trial(training: dict[str, Any], attempt: int = 1) -> ClaimedTrial:
 
 def _run(client: FakeClient, training: dict[str, Any], attempt: int = 1) -> None:
     after = run_one(client, _trial(training, attempt), 3, SLOT, client.stop)  # type: ignore[arg-type]
-    if after is not None:  # a pruned trial's attrs, sent in the background
-        after.result()
+    if after is not None:  # a pruned trial's attrs, sent once the next claim is answered
+        after()
 
 
 def test_a_completed_trial_reports_every_epoch_and_uploads_no_checkpoint_by_default() -> None:
@@ -122,8 +124,9 @@ def test_checkpoint_every_epoch_uploads_in_the_background_newest_first() -> None
 def test_a_pruned_trial_stops_at_the_answered_epoch() -> None:
     client = FakeClient(threading.Event(), prune_at=2)
     after = run_one(client, _trial(IRIS), 3, SLOT, client.stop)  # type: ignore[arg-type]
-    assert after is not None  # the attrs go out while the slot claims its next trial
-    after.result()
+    assert after is not None  # the attrs go out once the slot's next claim is answered
+    assert client.names()[-1] == "report"
+    after()
     assert client.steps() == [1, 2]
     assert client.names()[-1] == "set_user_attrs"
     assert (client.attrs["stopped"], client.attrs["stop_epoch"]) == ("pruned", 2)
@@ -231,3 +234,39 @@ def test_the_model_uploads_during_the_test_evaluation_and_before_complete(monkey
     assert client.events == ["upload starts", "upload ends", "complete"]
     assert from_bytes(client.uploads["model"][0])  # the final model
     assert "test_accuracy" in client.attrs["metrics"]
+
+
+class ClaimingClient(FakeClient):
+    """Hands out the given trials, then none."""
+
+    def __init__(self, stop: threading.Event, trials: list[ClaimedTrial], **kw: Any) -> None:
+        super().__init__(stop, **kw)
+        self.trials = trials
+
+    def claim(self, _worker_id: int, _study: str | None, _request_id: str) -> ClaimedTrial | None:
+        self.calls.append(("claim", None))
+        return self.trials.pop(0) if self.trials else None
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_pruned_trials_attrs_go_out_after_the_next_claim(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = ClaimingClient(threading.Event(), [_trial(IRIS), _trial(IRIS)], prune_at=2)
+    monkeypatch.setattr(slot, "ServerClient", lambda *_a, **_k: client)
+    monkeypatch.setattr(slot, "prepare_slot_process", lambda *_a: None)
+    slot.slot_main(WorkerSettings(max_trials=2), 3, SLOT, client.stop)
+    # sent with the claim, the attrs delayed its answer; after it, they precede the next
+    # trial's reports on the report thread; the last trial's go out before the slot exits
+    assert client.names() == [
+        "claim",
+        "report",
+        "report",
+        "claim",
+        "set_user_attrs",
+        "report",
+        "report",
+        "set_user_attrs",
+    ]
