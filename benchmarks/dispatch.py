@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import time
 import uuid
 from collections import Counter
@@ -206,6 +207,7 @@ def main() -> None:
         for sampler in args.samplers.split(","):
             for k in (int(x) for x in args.workers.split(",")):
                 n = GRID_A * GRID_B if sampler == "grid" else n_trials
+                load = os.getloadavg()[0]  # the machine is shared: both sides ran under it
                 svc = run_service(db_kind, sampler, k, n)
                 opt = run_optuna(db_kind, sampler, k, n)
                 row = (
@@ -220,14 +222,15 @@ def main() -> None:
                         f"{p50:.1f}/{p95:.1f}/{p99:.1f}"
                         for p50, p95, p99 in opt["latency"].values()
                     )
-                    + f" | {svc['duplicates']} / {opt['duplicates']} |"
+                    + f" | {svc['duplicates']} / {opt['duplicates']} | {load:.1f} |"
                 )
                 print(row, flush=True)  # noqa: T201
                 rows.append(row)
     header = (
         "| database | sampler | K | hposvc trials/s | Optuna trials/s | ratio | hposvc claim / "
         "report / complete ms (p50/p95/p99) | Optuna ask / report+should_prune / tell ms "
-        "(p50/p95/p99) | duplicate points hposvc / Optuna |\n|---|---|---|---|---|---|---|---|---|"
+        "(p50/p95/p99) | duplicate points hposvc / Optuna | load (1 min) |\n"
+        "|---|---|---|---|---|---|---|---|---|---|"
     )
     body = (
         f"Command: `.venv/bin/python -m benchmarks.dispatch{' --quick' if args.quick else ''}`  \n"
