@@ -71,10 +71,18 @@ same budget in epochs, 5,400 (200 full trials); a run that has not reached the t
 it counts as infinite in the median. (A cap of 200 trials, as before, gave random search
 without pruning 5,400 epochs and a pruned search about a third of that.) A run stops once a
 reported epoch reaches the target or the budget is spent (the service's study is stopped;
-its running trials finish, and only epochs within the budget count). Median over seeds.
+its running trials finish, and only epochs within the budget count). GP + Hyperband also
+stops after 200 trials (then "not reached"): GP's ask takes seconds past a few hundred trials,
+and a pruned search can run 800 within the budget. Median over seeds.
 
     .venv/bin/python -m benchmarks.search_efficiency [--quick] [--seeds N] [--no-write]
     .venv/bin/python -m benchmarks.search_efficiency --calibrate 300
+    .venv/bin/python -m benchmarks.search_efficiency --replay [--seeds 2]
+
+``--replay`` checks that the service hands TPE and Hyperband exactly what plain Optuna sees:
+TPE + Hyperband on breast_cancer through the service with one slot, then plain Optuna in
+process with the service's study name and per-trial reseeding; every trial must agree on its
+params, its final state and every reported value.
 
 Target (issue): TPE + Hyperband through the service reaches the target with <= 1/3 of the
 epochs of random search without pruning, and no more epochs than plain Optuna in process.
@@ -83,6 +91,7 @@ epochs of random search without pruning, and no more epochs than plain Optuna in
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sqlite3
 import statistics
@@ -143,6 +152,9 @@ PROBLEMS: dict[str, dict[str, Any]] = {
         },
     },
 }
+# GP's ask takes seconds past a few hundred trials (about 2.5 s at 1,000 on 2 cores), and a
+# pruned search can run 800 trials within the epoch budget: GP runs stop at 200 trials too.
+GP_MAX_TRIALS = 200
 # method: (sampler, pruner, trials at a time on the worker)
 SERVICE_METHODS = {
     "random, no pruning": ("random", "none", 2),
@@ -219,8 +231,11 @@ def service_run(
         "search_space": problem["space"],
         "sampler": {"name": sampler, "seed": seed, "options": sampler_options or {}},
         "pruner": {"name": pruner, "options": HYPERBAND if pruner == "hyperband" else {}},
-        # Every trial reports at least one epoch, so the epoch budget binds first.
-        "budget": {"max_trials": budget, "lease_seconds": 300},
+        # Every trial reports at least one epoch, so the epoch budget binds first (but for GP).
+        "budget": {
+            "max_trials": GP_MAX_TRIALS if sampler == "gp" else budget,
+            "lease_seconds": 300,
+        },
         "training": training(problem),
     }
     started = time.perf_counter()
@@ -307,6 +322,121 @@ def optuna_run(problem: dict[str, Any], method: str, seed: int, budget: int) -> 
         "pruned": pruned,
         "wall": wall,
     }
+
+
+# -- replay: does the service hand TPE and Hyperband what plain Optuna would see? ----------
+
+
+def replay(seeds: list[int], budget: int) -> None:
+    """Run TPE + Hyperband on breast_cancer through the service (1 slot), then in process.
+
+    In process: plain Optuna with the service's study name (``hposvc-<id>``, on which
+    Hyperband's brackets depend) and its per-trial reseeding, so that both sides draw the same
+    random numbers; Optuna's default TPE (which the service's is, see tests/unit/test_samplers).
+    Prints, per seed, how many trials agree on params, final state and every reported value.
+    """
+    import zlib
+
+    import optuna
+
+    from hposvc.samplers.cache import _reseed
+    from hposvc.samplers.distributions import suggest
+    from hposvc.schemas.search_space import SearchSpace
+    from workers.training.runner import run_trial
+
+    problem = PROBLEMS["breast_cancer MLP"]
+    work = Path(tempfile.mkdtemp(prefix="hposvc-search-efficiency-replay-"))
+    service: dict[int, tuple[int, list[tuple[str, dict[str, Any], list[float]]]]] = {}
+    with database("sqlite") as url, server(url) as base:
+        db_path = url.removeprefix("sqlite:///")
+        with worker_process(
+            base,
+            "--devices",
+            "cpu",
+            "--slots-per-device",
+            "1",
+            log=work / "worker-1.log",
+            env={"HPOSVC_WORKER_POLL_SECONDS": "0.2"},
+        ):
+            for seed in seeds:
+                name = f"replay-{seed}"
+                service_run(base, db_path, name, problem, "tpe", "hyperband", seed, budget)
+                with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as conn:
+                    (study_id,) = conn.execute(
+                        "SELECT id FROM studies WHERE name = ?", (name,)
+                    ).fetchone()
+                    rows = conn.execute(
+                        "SELECT id, state, params FROM trials WHERE study_id = ? ORDER BY number",
+                        (study_id,),
+                    ).fetchall()
+                    trials = [
+                        (
+                            state.lower(),
+                            json.loads(params),
+                            [
+                                v
+                                for (v,) in conn.execute(
+                                    "SELECT value FROM intermediate_values WHERE trial_id = ? "
+                                    "ORDER BY step",
+                                    (trial_id,),
+                                )
+                            ],
+                        )
+                        for trial_id, state, params in rows
+                    ]
+                service[seed] = (study_id, trials)
+    space = SearchSpace.model_validate(problem["space"]).ordered()
+    cfg = training(problem)
+    for seed in seeds:
+        study_id, trials = service[seed]
+        study = optuna.create_study(
+            study_name=f"hposvc-{study_id}",
+            direction="maximize",
+            sampler=optuna.samplers.TPESampler(),
+            pruner=optuna.pruners.HyperbandPruner(**HYPERBAND),
+        )
+        same = 0
+        for number, (state, params, values) in enumerate(trials):
+            _reseed(study.sampler, zlib.crc32(f"{seed}:{number}".encode()))
+            trial = study.ask()
+            ours = {name: suggest(trial, name, p) for name, p in space}
+            log: list[float] = []
+            try:
+                result = run_trial(cfg, ours, _Reporter(trial, log), None, "cpu")
+            except Exception:  # noqa: BLE001 - a diverged trial fails on both sides
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                got = "fail"
+            else:
+                if result.stopped == "pruned":
+                    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                    got = "pruned"
+                else:
+                    study.tell(trial, result.values[0])
+                    got = "complete"
+            agree = (
+                got == state
+                and ours.keys() == params.keys()
+                and all(
+                    math.isclose(ours[k], params[k], rel_tol=1e-12)
+                    if isinstance(ours[k], float)
+                    else ours[k] == params[k]
+                    for k in ours
+                )
+                and len(log) == len(values)
+                and all(math.isclose(a, b, abs_tol=1e-9) for a, b in zip(log, values, strict=True))
+            )
+            if not agree:
+                print(  # noqa: T201
+                    f"seed {seed}, trial {number}: service {state} {params} {values}; "
+                    f"in process {got} {ours} {log}"
+                )
+                break
+            same += 1
+        print(  # noqa: T201
+            f"seed {seed}: {same} of {len(trials)} trials agree (params, state, every reported "
+            "value)",
+            flush=True,
+        )
 
 
 # -- calibration: the random configurations that set the targets ----------------------------
@@ -453,11 +583,19 @@ def main() -> None:
     parser.add_argument(
         "--calibrate", type=int, metavar="N", help="only train N random configurations per problem"
     )
+    parser.add_argument(
+        "--replay",
+        action="store_true",
+        help="only compare the service (1 slot) with plain Optuna trial by trial",
+    )
     args = parser.parse_args()
     if args.calibrate:
         calibrate(args.calibrate)
         return
     budget = args.budget or BUDGET_EPOCHS
+    if args.replay:
+        replay(list(range(args.seeds or 2)), budget)
+        return
 
     def seeds_of(problem: dict[str, Any]) -> list[int]:
         return list(range(args.seeds or (3 if args.quick else problem["seeds"])))
