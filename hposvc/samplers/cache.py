@@ -273,7 +273,7 @@ class StudyCaches:
         self.max_studies = max_studies
         self._caches: OrderedDict[int, StudyCache] = OrderedDict()
         self._locks: dict[int, threading.Lock] = {}
-        self._report_queues: dict[int, deque[Any]] = {}
+        self._decision_queues: dict[int, deque[Any]] = {}
         self._guard = threading.Lock()
         self._trial_study: dict[int, int] = {}
 
@@ -290,10 +290,11 @@ class StudyCaches:
         with self._guard:
             return self._locks.setdefault(study_id, threading.Lock())
 
-    def report_queue(self, study_id: int) -> deque[Any]:
-        """Reports of the study waiting for its lock (``hot_paths`` decides them together)."""
+    def decision_queue(self, study_id: int) -> deque[Any]:
+        """Claims, reports and completes of the study waiting for its lock (``hot_paths``
+        decides them together)."""
         with self._guard:
-            return self._report_queues.setdefault(study_id, deque())
+            return self._decision_queues.setdefault(study_id, deque())
 
     def get(self, study_id: int) -> StudyCache | None:
         with self._guard:

@@ -392,7 +392,7 @@ def _decide_in_turn(db: Database, caches: StudyCaches, study_id: int, mine: _Que
     Raises:
         StorageError: the transaction that held ``mine`` failed.
     """
-    queue = caches.report_queue(study_id)  # holds claims and completes too
+    queue = caches.decision_queue(study_id)
     queue.append(mine)
     decided_here = False
     with _study_lock(caches, study_id, nowait=False):
