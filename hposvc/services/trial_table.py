@@ -85,21 +85,24 @@ def table_page(
         where = [Trial.study_id == study.id]
         if state is not None:
             where.append(Trial.state == state.value)
-        columns = [Trial.number, Trial.started_at, Trial.finished_at]
-        if sort.startswith("params."):
+        columns = [Trial.number]  # and the sort's own: no timestamps to parse for the others
+        if sort == "duration":
+            columns += [Trial.started_at, Trial.finished_at]
+        elif sort.startswith("params."):
             columns.append(Trial.params)
         elif sort.startswith("values."):
             columns.append(Trial.values)
-        elif sort != "duration":
+        else:
             columns.append(getattr(Trial, sort))
         rows = list(session.execute(select(*columns).where(*where)))
-        known = [r for r in rows if _sort_key(sort, r) is not None]
-        missing = [r for r in rows if _sort_key(sort, r) is None]
+        keyed = [(_sort_key(sort, r), r.number) for r in rows]  # once per row: 10,000 rows
+        known = [k for k in keyed if k[0] is not None]
+        missing = sorted(number for key, number in keyed if key is None)
         try:
-            known.sort(key=lambda r: (_sort_key(sort, r), r.number), reverse=descending)
+            known.sort(reverse=descending)
         except TypeError:  # mixed kinds (a categorical of numbers and strings): compare as text
-            known.sort(key=lambda r: (str(_sort_key(sort, r)), r.number), reverse=descending)
-        ordered = [r.number for r in known + sorted(missing, key=lambda r: r.number)]
+            known.sort(key=lambda k: (str(k[0]), k[1]), reverse=descending)
+        ordered = [number for _, number in known] + missing
         numbers = ordered[offset : offset + limit]
         reads = {t.number: t for t in study_trial_reads(session, study, numbers)}
         return Page[TrialRead](

@@ -100,6 +100,27 @@ def test_table_sorts_by_any_column(client: TestClient, sort: str) -> None:
         assert [t["values"][0] for t in page["items"]] == [4.0, 3.0, 2.0]
 
 
+@pytest.mark.parametrize("order", ["asc", "desc"])
+def test_table_puts_missing_values_last_and_breaks_ties_by_number(
+    client: TestClient, order: str
+) -> None:
+    client.post("/api/v1/studies", json=make_spec(budget={"max_trials": 20}))
+    worker = register(client)
+    for value in (2.0, 1.0, 2.0, None):  # trial 3 fails: it has no value
+        t = client.post("/api/v1/trials/claim", json={"worker_id": worker}).json()
+        if value is None:
+            body = {"worker_id": worker, "reason": "boom", "retry": False}
+            assert client.post(f"/api/v1/trials/{t['id']}/fail", json=body).status_code == 200
+        else:
+            body = {"worker_id": worker, "values": [value]}
+            assert client.post(f"/api/v1/trials/{t['id']}/complete", json=body).status_code == 200
+    page = client.get(
+        "/api/v1/studies/study/table", params={"sort": "values.0", "order": order}
+    ).json()
+    numbers = [t["number"] for t in page["items"]]
+    assert numbers == ([1, 0, 2, 3] if order == "asc" else [2, 0, 1, 3])
+
+
 def test_table_refuses_an_unknown_column(client: TestClient) -> None:
     _run_trials(client, 1)
     r = client.get("/api/v1/studies/study/table", params={"sort": "nope"})
