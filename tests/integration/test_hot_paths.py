@@ -267,6 +267,13 @@ def _report_rounds(url: str, *, together: bool) -> tuple[list[list[Any]], dict[s
     return answers, _rows(url)
 
 
+def _assert_same_rows_but_seq(rows: dict[str, Any], rows_alone: dict[str, Any]) -> None:
+    """Every table's rows are equal; only the study's seq may differ (a batch is one seq)."""
+    for table in rows:
+        for row, row_alone in zip(rows[table], rows_alone[table], strict=True):
+            assert {**row, "seq": 0} == {**row_alone, "seq": 0}, table
+
+
 def test_reports_decided_together_write_what_one_at_a_time_writes(
     database_url: str, tmp_path: Any
 ) -> None:
@@ -277,9 +284,7 @@ def test_reports_decided_together_write_what_one_at_a_time_writes(
     assert [len(round_) for round_ in together[:3]] == [4, 4, 4]  # batches of several
     # Each transaction is one decision with one seq: the batches move it on fewer times
     assert rows["studies"][0]["seq"] < rows_alone["studies"][0]["seq"]
-    for table in rows:
-        for row, row_alone in zip(rows[table], rows_alone[table], strict=True):
-            assert {**row, "seq": 0} == {**row_alone, "seq": 0}, table
+    _assert_same_rows_but_seq(rows, rows_alone)
 
 
 def _mixed_rounds(url: str, *, together: bool) -> tuple[list[list[Any]], dict[str, Any]]:
@@ -351,9 +356,7 @@ def test_claims_reports_and_completes_decided_together_match_one_at_a_time(
         assert any(pair <= k for k in kinds), pair  # batches that mix them
     assert any(d[0] == "report" and d[1][0].should_prune for r in together for d in r)
     assert rows["studies"][0]["seq"] < rows_alone["studies"][0]["seq"]
-    for table in rows:
-        for row, row_alone in zip(rows[table], rows_alone[table], strict=True):
-            assert {**row, "seq": 0} == {**row_alone, "seq": 0}, table
+    _assert_same_rows_but_seq(rows, rows_alone)
 
 
 @pytest.mark.parametrize("then_claim", [False, True])
