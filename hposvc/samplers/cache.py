@@ -81,6 +81,9 @@ class StudyCache:
         self.spec = spec
         self.seq = -1
         self.last_ask_seconds: float | None = None  # how long the last new trial took to sample
+        # The rows the hot paths last wrote or read for this study (hot_paths._Known): they go
+        # with the cache, and are trusted only while its seq is theirs.
+        self.known_rows: Any = None
         self.storage = InMemoryStorage()
         self.study = optuna.create_study(
             storage=self.storage,

@@ -398,3 +398,129 @@ def test_a_write_that_fails_in_a_batch_stores_none_of_it(
     body = ReportRequest(worker_id=ids[0], step=1, value=1.0)
     assert not trials.report(db=db, caches=caches, trial_id=held[0].id, body=body).should_prune
     db.dispose()
+
+
+# -- batches decided on the rows known here (PostgreSQL) ------------------------------------
+
+
+@pytest.fixture
+def guard_calls(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """One entry per batch decided under the guard, without reading its rows first."""
+    calls: list[bool] = []
+    real = hot_paths._guard
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs["claims"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hot_paths, "_guard", counting)
+    return calls
+
+
+@pytest.mark.postgres
+def test_batches_decided_on_known_rows_match_batches_that_read_them(
+    postgres_url: str, guard_calls: list[bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Claims, reports (some pruning) and completes give the same answers and rows, seq too,
+    whether the rows this process wrote are kept or read again under the lock each time."""
+    known, rows = _mixed_rounds(_fresh(postgres_url, None, ""), together=True)
+    assert len(guard_calls) >= 15 and True in guard_calls and False in guard_calls
+    monkeypatch.setattr(hot_paths, "_remember", lambda *_args: None)
+    guard_calls.clear()
+    read, rows_read = _mixed_rounds(_fresh(postgres_url, None, ""), together=True)
+    assert not guard_calls
+    assert known == read
+    assert rows == rows_read
+
+
+def _known_study(url: str, max_trials: int = 10) -> tuple[Database, StudyCaches, int, Any]:
+    """A study whose cache and running trial are known to this process (claimed by a batch)."""
+    db, caches = Database(url), StudyCaches()
+    spec = make_spec(sampler={"name": "random", "seed": 5}, budget={"max_trials": max_trials})
+    studies.create_study(db=db, spec=StudySpec.model_validate(spec))
+    worker = workers.register(db=db, body=WorkerRegister(name="w", host="h"))
+    first = trials.claim(db=db, caches=caches, worker_id=worker)  # builds the cache
+    trials.complete(
+        db=db, caches=caches, trial_id=first.id, body=CompleteRequest(worker_id=worker, values=[1])
+    )
+    claim = hot_paths._Queued(None, hot_paths._ClaimBody(worker, None))
+    hot_paths._decide_together(db, caches, first.study_id, [claim])
+    assert claim.answer is not None
+    return db, caches, worker, claim.answer
+
+
+@pytest.mark.postgres
+def test_a_batch_on_known_rows_leaves_a_study_changed_elsewhere_to_the_general_path(
+    postgres_url: str, guard_calls: list[bool]
+) -> None:
+    """Another server merges user attributes into the trial: the complete decided on the
+    rows known here would write them over, so the guard fails it and nothing is written."""
+    url = _fresh(postgres_url, None, "")
+    db, caches, worker, held = _known_study(url)
+    report = hot_paths._Queued(held.id, ReportRequest(worker_id=worker, step=1, value=0.5))
+    guard_calls.clear()
+    hot_paths._decide_together(db, caches, held.study_id, [report])
+    assert report.answer is not None and guard_calls == [False]
+    other_db = Database(url)
+    trials.set_user_attrs(
+        db=other_db,
+        caches=StudyCaches(),
+        trial_id=held.id,
+        body=UserAttrsRequest(worker_id=worker, user_attrs={"other": 1}),
+    )
+    other_db.dispose()
+    body = CompleteRequest(worker_id=worker, values=[0.5], user_attrs={"mine": 2})
+    complete = hot_paths._Queued(held.id, body)
+    hot_paths._decide_together(db, caches, held.study_id, [complete])
+    assert guard_calls == [False, False]
+    assert complete.done and complete.answer is None and complete.error is None
+    assert caches.get(held.study_id) is None
+    with db.session() as session:
+        assert session.get(Trial, held.id).state == TrialState.RUNNING.value
+    done = trials.complete(db=db, caches=caches, trial_id=held.id, body=body)
+    assert done.user_attrs == {"other": 1, "mine": 2}
+    db.dispose()
+
+
+@pytest.mark.postgres
+def test_a_claim_on_known_rows_sees_a_lease_that_ran_out(
+    postgres_url: str, guard_calls: list[bool]
+) -> None:
+    """A lease runs out with nothing written (a worker went quiet): a claim decided on the rows
+    known here is failed by the guard and left to the general path, which expires it."""
+    url = _fresh(postgres_url, None, "")
+    db, caches, worker, held = _known_study(url)
+    with db.session(write=True) as session:
+        session.get(Trial, held.id).lease_expires_at = utcnow() - timedelta(seconds=1)
+    claim = hot_paths._Queued(None, hot_paths._ClaimBody(worker, None))
+    guard_calls.clear()
+    hot_paths._decide_together(db, caches, held.study_id, [claim])
+    assert guard_calls == [True]
+    assert claim.done and claim.answer is None and claim.error is None
+    assert len(_rows(url)["trials"]) == 2
+    assert trials.claim(db=db, caches=caches, worker_id=worker) is not None
+    with db.session() as session:
+        assert session.get(Trial, held.id).state != TrialState.RUNNING.value
+    db.dispose()
+
+
+@pytest.mark.postgres
+def test_a_trial_finished_on_known_rows_is_known_no_more(
+    postgres_url: str, guard_calls: list[bool]
+) -> None:
+    """A retried complete (its answer was lost) finds the trial finished: the general path
+    answers it from the database, and nothing is written twice."""
+    url = _fresh(postgres_url, None, "")
+    db, caches, worker, held = _known_study(url)
+    body = CompleteRequest(worker_id=worker, values=[0.5], user_attrs={"mine": 2})
+    first, retried = hot_paths._Queued(held.id, body), hot_paths._Queued(held.id, body)
+    guard_calls.clear()
+    hot_paths._decide_together(db, caches, held.study_id, [first])
+    assert guard_calls == [False] and first.answer is not None
+    before = _rows(url)
+    hot_paths._decide_together(db, caches, held.study_id, [retried])
+    assert retried.done and retried.answer is None and retried.error is None
+    assert _rows(url) == before
+    again = trials.complete(db=db, caches=caches, trial_id=held.id, body=body)
+    assert again.state == TrialState.COMPLETE and again.values == first.answer.values
+    db.dispose()
