@@ -184,6 +184,10 @@ _INSERT_TRIAL = (
     .values({name: bindparam(f"b_{name}") for name in _NEW_TRIAL_COLUMNS})
     .returning(_trials.c.id)
 )
+# With an id reserved ahead (PostgreSQL): nothing to read back.
+_INSERT_TRIAL_WITH_ID = insert(_trials).values(
+    {name: bindparam(f"b_{name}") for name in ["id", *_NEW_TRIAL_COLUMNS]}
+)
 _SET_USER_ATTRS = (
     update(_trials)
     .where(_trials.c.id == bindparam("b_trial"))
@@ -265,6 +269,8 @@ _COMPLETE = _Writes(_COMPLETE_TRIAL, _BUMP_STUDY)
 _USER_ATTRS = _Writes(_SET_USER_ATTRS, _BUMP_STUDY)
 _CLAIM = _Writes(_STUDY_GAINS_TRIAL, _INSERT_TRIAL)
 _CLAIM_WITH_STUDY_ATTRS = _Writes(_STUDY_GAINS_TRIAL_AND_ATTRS, _INSERT_TRIAL)
+_CLAIM_WITH_ID = _Writes(_STUDY_GAINS_TRIAL, _INSERT_TRIAL_WITH_ID)
+_CLAIM_WITH_ID_AND_STUDY_ATTRS = _Writes(_STUDY_GAINS_TRIAL_AND_ATTRS, _INSERT_TRIAL_WITH_ID)
 
 
 # A claim answered without a thread holds up the event loop while it samples: only when the
@@ -438,6 +444,7 @@ def _locked(
 class _ClaimBody:
     worker_id: int
     request_id: str | None
+    trial_id: int | None = None  # the new trial's id, reserved ahead (PostgreSQL)
 
 
 @dataclass
@@ -610,7 +617,7 @@ def _guard_failed(exc: BaseException) -> bool:
 def _decide(hot: _Locked, q: _Queued) -> Any:
     body, trial_id = q.body, q.trial_id
     if isinstance(body, _ClaimBody):
-        return _claim(hot, body.worker_id, body.request_id)
+        return _claim(hot, body.worker_id, body.request_id, body.trial_id)
     if trial_id is None:
         raise _GeneralPath
     if isinstance(body, ReportRequest):
@@ -648,7 +655,8 @@ def fast_claim(
         if study_id is None:
             return None  # no such study, or several to choose from: the general path's call
         if not nowait:
-            mine = _Queued(None, _ClaimBody(worker_id, request_id))
+            reserved = None if db.is_sqlite else db.reserve_id("trials")
+            mine = _Queued(None, _ClaimBody(worker_id, request_id, reserved))
             claimed: ClaimedTrial | None = _decide_in_turn(db, caches, study_id, mine)
             return claimed
         if not _quick_to_sample(caches.get(study_id)):
@@ -659,7 +667,10 @@ def fast_claim(
         return None
 
 
-def _claim(hot: _Locked, worker_id: int, request_id: str | None) -> ClaimedTrial:
+def _claim(
+    hot: _Locked, worker_id: int, request_id: str | None, trial_id: int | None = None
+) -> ClaimedTrial:
+    """A new trial; ``trial_id``: its id, reserved ahead, else the database's (read back)."""
     cache, spec, study = hot.cache, hot.cache.spec, hot.study
     budget = spec.budget
     if (
@@ -696,11 +707,16 @@ def _claim(hot: _Locked, worker_id: int, request_id: str | None) -> ClaimedTrial
     }
     params = {f"b_{name}": value for name, value in new.items()}
     params.update(b_study=cache.study_id, b_now=hot.now)
-    writes = _CLAIM
-    if asked.study_system_attrs != attrs_before:
+    new_attrs = asked.study_system_attrs != attrs_before
+    if new_attrs:
         params["b_study_attrs"] = asked.study_system_attrs
-        writes = _CLAIM_WITH_STUDY_ATTRS
-    trial_id = writes.run(hot.conn, params).scalar_one()
+    if trial_id is None:
+        writes = _CLAIM_WITH_STUDY_ATTRS if new_attrs else _CLAIM
+        trial_id = writes.run(hot.conn, params).scalar_one()
+    else:
+        params["b_id"] = trial_id
+        writes = _CLAIM_WITH_ID_AND_STUDY_ATTRS if new_attrs else _CLAIM_WITH_ID
+        writes.run(hot.conn, params)
     study.n_trials += 1  # as _STUDY_GAINS_TRIAL left the row, for the decisions after this one
     study.budget_used += 1
     hot.claimed = _TrialRow(new, id=trial_id, **_NEW_TRIAL_NULLS)

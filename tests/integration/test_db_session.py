@@ -1,4 +1,4 @@
-"""PostgreSQL connections: tested before use only after they waited in the pool."""
+"""PostgreSQL connections: tested before use only after they waited in the pool; ids reserved."""
 
 from __future__ import annotations
 
@@ -39,3 +39,20 @@ def test_a_connection_back_a_moment_ago_is_not_tested(postgres_url: str) -> None
     [(new_pid,)] = db.read_once(_PID, {})  # ...and the pool drops it
     assert new_pid != pid
     db.dispose()
+
+
+def test_ids_reserved_ahead_are_never_handed_out_twice(postgres_url: str) -> None:
+    """Two processes' reservations and the database's own inserts never meet."""
+    first, second = Database(postgres_url), Database(postgres_url)
+    mine = [first.reserve_id("workers") for _ in range(20)]  # past one block of reserved ids
+    theirs = [second.reserve_id("workers") for _ in range(3)]
+    with first.connection(write=True) as conn:
+        inserted = conn.execute(
+            text(
+                "INSERT INTO workers (name, host, slots, devices, registered_at, "
+                "last_heartbeat_at) VALUES ('w', 'h', 1, '[]', now(), now()) RETURNING id"
+            )
+        ).scalar_one()
+    assert mine == sorted(mine) and len({*mine, *theirs, inserted}) == 24
+    first.dispose()
+    second.dispose()

@@ -99,6 +99,24 @@ def _rows(url: str) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+def _by_number(rows: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """The rows with trials named by number, not id: on PostgreSQL a hot claim inserts its
+    trial with an id reserved ahead (see ``Database.reserve_id``), so ids need not follow
+    numbers there."""
+    numbers = {t["id"]: t["number"] for t in rows["trials"]}
+    return {
+        **rows,
+        "trials": sorted(
+            ({k: v for k, v in t.items() if k != "id"} for t in rows["trials"]),
+            key=lambda t: t["number"],
+        ),
+        "intermediate_values": sorted(
+            ({**v, "trial_id": numbers[v["trial_id"]]} for v in rows["intermediate_values"]),
+            key=lambda v: (v["trial_id"], v["step"]),
+        ),
+    }
+
+
 @pytest.fixture
 def no_hot_paths(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in ("fast_claim", "fast_report", "fast_complete", "fast_set_user_attrs"):
@@ -148,7 +166,7 @@ def test_hot_and_general_paths_write_the_same_rows(
         engine.dispose()
         other = database_url
     _drive(other, SPECS[kind])
-    general = _rows(other)
+    hot, general = _by_number(hot), _by_number(_rows(other))
     assert hot["studies"][0]["state"] == "completed"
     assert pruned == any(t["state"] == "pruned" for t in hot["trials"]), calls
     for table in hot:
