@@ -1,7 +1,7 @@
 """The only package that imports Optuna: samplers, pruners and the per-study cache."""
 
 from hposvc.samplers.base import AskResult, TrialRecord
-from hposvc.samplers.cache import CacheOutOfSync, StudyCache, StudyCaches, StudyLock
+from hposvc.samplers.cache import CacheOutOfSync, StudyCache, StudyCaches
 from hposvc.samplers.registry import validate_spec
 
 __all__ = [
@@ -9,7 +9,6 @@ __all__ = [
     "CacheOutOfSync",
     "StudyCache",
     "StudyCaches",
-    "StudyLock",
     "TrialRecord",
     "validate_spec",
 ]

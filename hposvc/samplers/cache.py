@@ -15,7 +15,7 @@ import time
 import warnings
 import zlib
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import optuna
@@ -265,64 +265,6 @@ class StudyCache:
             return []
 
 
-class StudyLock:
-    """A study's lock in this process, and the commits that left it before they were answered.
-
-    A batch of the hot paths may hand the lock on once its writes and COMMIT are sent
-    (``take_off``), so that the next batch is decided while the database still works on this
-    one. Taking the lock waits for every such commit to be answered (``acquire``), so that
-    whoever holds it sees the cache and the database as those commits left them; only a batch
-    that will check that in the database itself (``acquire_ahead``) goes on at once.
-    """
-
-    def __init__(self) -> None:
-        self._mutex = threading.Lock()
-        self._landed = threading.Condition()
-        self._in_flight = 0
-
-    def acquire(self, blocking: bool = True) -> bool:
-        if not self._mutex.acquire(blocking):
-            return False
-        if self.wait_landed(blocking):
-            return True
-        self._mutex.release()
-        return False
-
-    def acquire_ahead(self) -> None:
-        self._mutex.acquire()
-
-    def release(self) -> None:
-        self._mutex.release()
-
-    def __enter__(self) -> StudyLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.release()
-
-    def wait_landed(self, blocking: bool = True) -> bool:
-        """Wait until no commit is in flight (without ``blocking``: whether none is)."""
-        with self._landed:
-            if not blocking:
-                return self._in_flight == 0
-            self._landed.wait_for(lambda: self._in_flight == 0)
-            return True
-
-    def take_off(self) -> Callable[[], None]:
-        """A commit goes in flight (the lock is held); call what this returns once it is
-        answered, after the cache has been dropped if it failed."""
-        with self._landed:
-            self._in_flight += 1
-
-        def land() -> None:
-            with self._landed:
-                self._in_flight -= 1
-                self._landed.notify_all()
-
-        return land
-
-
 class StudyCaches:
     """This process's caches, one per study, each with the lock that serializes its use.
 
@@ -333,7 +275,7 @@ class StudyCaches:
     def __init__(self, max_studies: int = 64) -> None:
         self.max_studies = max_studies
         self._caches: OrderedDict[int, StudyCache] = OrderedDict()
-        self._locks: dict[int, StudyLock] = {}
+        self._locks: dict[int, threading.Lock] = {}
         self._decision_queues: dict[int, deque[Any]] = {}
         self._guard = threading.Lock()
         self._trial_study: dict[int, int] = {}
@@ -347,12 +289,9 @@ class StudyCaches:
     def forget_trial(self, trial_id: int) -> None:
         self._trial_study.pop(trial_id, None)
 
-    def lock(self, study_id: int) -> StudyLock:
+    def lock(self, study_id: int) -> threading.Lock:
         with self._guard:
-            lock = self._locks.get(study_id)
-            if lock is None:
-                lock = self._locks[study_id] = StudyLock()
-            return lock
+            return self._locks.setdefault(study_id, threading.Lock())
 
     def decision_queue(self, study_id: int) -> deque[Any]:
         """Claims, reports and completes of the study waiting for its lock (``hot_paths``
@@ -374,8 +313,6 @@ class StudyCaches:
             while len(self._caches) > self.max_studies:
                 self._caches.popitem(last=False)
 
-    def drop(self, study_id: int, cache: StudyCache | None = None) -> None:
-        """Forget the study's cache (only if it is still ``cache``, when given)."""
+    def drop(self, study_id: int) -> None:
         with self._guard:
-            if cache is None or self._caches.get(study_id) is cache:
-                self._caches.pop(study_id, None)
+            self._caches.pop(study_id, None)

@@ -11,9 +11,8 @@ written nothing.
 
 from __future__ import annotations
 
-import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -38,7 +37,7 @@ from hposvc.db.models import IntermediateValue, Study, Trial, Worker
 from hposvc.db.session import Database, WriteLockBusy
 from hposvc.domain.states import StudyState, TrialState
 from hposvc.errors import StorageError
-from hposvc.samplers import StudyCache, StudyCaches, StudyLock
+from hposvc.samplers import StudyCache, StudyCaches
 from hposvc.schemas.trials import (
     ClaimedTrial,
     CompleteRequest,
@@ -56,7 +55,6 @@ _STUDY = (
     _studies.c.n_trials,
     _studies.c.budget_used,
     _studies.c.created_at.label("study_created_at"),
-    _studies.c.updated_at.label("study_updated_at"),
 )
 _RUNNING = TrialState.RUNNING.value
 
@@ -217,11 +215,8 @@ _CLAIM_CONTEXT = select(
 # zero, which nothing else in a batch can raise) unless the row is as those decisions assumed;
 # with a claim in the batch, also if a running trial's lease ran out. In pipeline mode the
 # statements after a failed one are not run, and the COMMIT rolls back.
-# updated_at too: each batch writes its own time there, so a guard fails if the batch before
-# it, still in flight, fails, even when another server's write took the seq it expected.
 _STUDY_AS_KNOWN = and_(
     _studies.c.seq == bindparam("g_seq"),
-    _studies.c.updated_at == bindparam("g_updated_at"),
     _studies.c.state == bindparam("g_state"),
     _studies.c.n_trials == bindparam("g_n_trials"),
     _studies.c.budget_used == bindparam("g_budget_used"),
@@ -302,7 +297,6 @@ class _StudyNow:
     n_trials: int
     budget_used: int
     created_at: datetime
-    updated_at: datetime
     lease_ran_out: bool
 
     @classmethod
@@ -313,7 +307,6 @@ class _StudyNow:
             n_trials=row.n_trials,
             budget_used=row.budget_used,
             created_at=row.study_created_at,
-            updated_at=row.study_updated_at,
             lease_ran_out=bool(getattr(row, "lease_ran_out", False)),
         )
 
@@ -463,40 +456,25 @@ class _Queued:
     done: bool = False
     answer: Any = None  # None: the general path's
     error: BaseException | None = None
-    answered: threading.Event = field(default_factory=threading.Event)  # set with ``done``
 
 
 def _decide_in_turn(db: Database, caches: StudyCaches, study_id: int, mine: _Queued) -> Any:
     """``mine``'s answer, decided with the requests waiting for the study's lock with it.
 
-    Whichever of their threads gets the lock first decides all that wait in one transaction
-    (see ``_decide_together``); the others find theirs taken when they get it, decide what
-    queued since, and wait for theirs to be answered. Returns None for the general path.
+    Whichever of their threads gets the lock first decides them all in one transaction (see
+    ``_decide_together``); the others find theirs done when they get it. Returns None for the
+    general path.
 
     Raises:
         StorageError: the transaction that held ``mine`` failed.
     """
     queue = caches.decision_queue(study_id)
     queue.append(mine)
-    lock = caches.lock(study_id)
-    lock.acquire_ahead()  # a batch waits for the commits in flight only if it must
-    held = True
-
-    def unlock() -> None:
-        nonlocal held
-        held = False
-        lock.release()
-
     decided_here = False
-    try:
-        batch = _take_all(queue)
-        if batch:
-            decided_here = any(q is mine for q in batch)
-            _decide_together(db, caches, study_id, batch, lock=lock, unlock=unlock)
-    finally:
-        if held:
-            lock.release()
-    mine.answered.wait()
+    with _study_lock(caches, study_id, nowait=False):
+        if not mine.done:  # else another thread decided it, with the requests before it
+            decided_here = True
+            _decide_together(db, caches, study_id, _take_all(queue))
     if mine.error is not None:
         if decided_here:
             raise mine.error
@@ -514,13 +492,7 @@ def _take_all(queue: deque[_Queued]) -> list[_Queued]:
 
 
 def _decide_together(
-    db: Database,
-    caches: StudyCaches,
-    study_id: int,
-    queued: list[_Queued],
-    *,
-    lock: StudyLock | None = None,
-    unlock: Callable[[], None] | None = None,
+    db: Database, caches: StudyCaches, study_id: int, queued: list[_Queued]
 ) -> None:
     """Decide the queued requests of a study in one transaction, in the order they came.
 
@@ -530,29 +502,15 @@ def _decide_together(
     time under the lock). Every request ends ``done``: with its answer, None for the general
     path (it wrote nothing), or the error that rolled the transaction back. Answers go out
     only after the commit.
-
-    ``lock``, taken with ``acquire_ahead``, and ``unlock`` (PostgreSQL): a batch decided on
-    the rows known here hands the lock on (``unlock``) once its writes and COMMIT are sent,
-    and the next batch is decided on the cache as this one left it while the database works
-    on this one. Its guard then also checks what this one wrote, so it fails if this one
-    does (or if anything else came between). A batch that reads the rows first waits for the
-    commits in flight.
     """
     cache = caches.get(study_id)
     mutated = stale = guarded = False
-    land: Callable[[], None] | None = None
     try:
         if cache is None:
             return
         known: _Known | None = cache.known_rows
         if known is not None and known.seq != cache.seq:
             known = None  # something else moved the study on since
-        names = [q.trial_id for q in queued if q.trial_id is not None]
-        guarded = known is not None and not db.is_sqlite and all(n in known.trials for n in names)
-        if not guarded and lock is not None:
-            lock.wait_landed()
-            if caches.get(study_id) is not cache:
-                return  # a commit in flight failed: the general path rebuilds the cache
         seen: set[int] = set()
         claimed: list[_TrialRow] = []
         # Pipelined: BEGIN and the lock in one round trip, the writes with the COMMIT in
@@ -560,8 +518,9 @@ def _decide_together(
         # with the rows known here, the guard, the writes and the COMMIT in one.
         with db.connection(write=True, pipelined=True) as conn:
             now = utcnow()
-            if guarded:
-                assert known is not None
+            names = [q.trial_id for q in queued if q.trial_id is not None]
+            if known is not None and not db.is_sqlite and all(n in known.trials for n in names):
+                guarded = True
                 study = _guard(conn, study_id, known, now, claims=len(names) < len(queued))
                 by_trial = known.trials
             else:
@@ -589,20 +548,16 @@ def _decide_together(
                 mutated = mutated or hot.mutated
                 if hot.claimed is not None:
                     claimed.append(hot.claimed)
-            if guarded and not stale and lock is not None and unlock is not None:
-                _moved_on(cache, known, study, now, mutated, [*by_trial.values(), *claimed])
-                land = lock.take_off()
-                unlock()  # the writes and COMMIT are sent; the next batch may be decided
         if stale:
-            caches.drop(study_id, cache)
+            caches.drop(study_id)
             return
-        if land is None and not db.is_sqlite:  # SQLite: no round trip to save, none kept
-            _moved_on(cache, known, study, now, mutated, [*by_trial.values(), *claimed])
-        elif land is None and mutated:
+        if mutated:
             cache.seq = study.seq + 1
+        if not db.is_sqlite:  # where no round trip is saved, nothing is kept
+            _remember(cache, known, study, [*by_trial.values(), *claimed])
     except BaseException as exc:
         if mutated or stale or guarded:
-            caches.drop(study_id, cache)
+            caches.drop(study_id)
         if guarded and _guard_failed(exc):
             for q in queued:  # nothing was written: the general path reads the database
                 q.answer = None
@@ -612,24 +567,6 @@ def _decide_together(
     finally:
         for q in queued:
             q.done = True
-            q.answered.set()
-        if land is not None:
-            land()
-
-
-def _moved_on(
-    cache: StudyCache,
-    known: _Known | None,
-    study: _StudyNow,
-    now: datetime,
-    mutated: bool,
-    rows: Iterable[_TrialRow],
-) -> None:
-    """The cache's seq and the rows known here, as the batch's writes leave them."""
-    if mutated:
-        cache.seq = study.seq + 1
-        study.updated_at = now
-    _remember(cache, known, study, rows)
 
 
 def _guard(
@@ -643,7 +580,6 @@ def _guard(
         "g_state": study.state,
         "g_n_trials": study.n_trials,
         "g_budget_used": study.budget_used,
-        "g_updated_at": study.updated_at,
         "b_now": now,
     }
     conn.execute(_GUARD_WITH_LEASES if claims else _GUARD, keys)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -15,7 +13,6 @@ from hposvc.db.base import utcnow
 from hposvc.db.models import Trial
 from hposvc.db.session import Database
 from hposvc.domain.states import TrialState
-from hposvc.errors import StorageError
 from hposvc.samplers import StudyCaches
 from hposvc.schemas.studies import StudySpec
 from hposvc.schemas.trials import CompleteRequest, ReportRequest, UserAttrsRequest
@@ -544,61 +541,4 @@ def test_a_trial_finished_on_known_rows_is_known_no_more(
     assert _rows(url) == before
     again = trials.complete(db=db, caches=caches, trial_id=held.id, body=body)
     assert again.state == TrialState.COMPLETE and again.values == first.answer.values
-    db.dispose()
-
-
-@pytest.mark.postgres
-def test_a_batch_decided_while_the_one_before_commits_fails_with_it(
-    postgres_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Batch A hands the study's lock on before its COMMIT is answered; batch B is decided on
-    the cache as A left it. A fails in the database: B's guard fails too, nothing of either
-    is stored, and both go to the general path, which carries on from the database."""
-    url = _fresh(postgres_url, None, "")
-    db, caches, worker, first = _known_study(url)
-    claim = hot_paths._Queued(None, hot_paths._ClaimBody(worker, None))
-    hot_paths._decide_together(db, caches, first.study_id, [claim])
-    second, lock = claim.answer, caches.lock(first.study_id)
-    in_flight_at_guard: list[int] = []
-    real_guard = hot_paths._guard
-
-    def guard(*args: Any, **kwargs: Any) -> Any:
-        in_flight_at_guard.append(lock._in_flight)
-        return real_guard(*args, **kwargs)
-
-    monkeypatch.setattr(hot_paths, "_guard", guard)
-    blocker = create_engine(url).connect()  # holds A's insert until it fails on commit
-    blocker.begin()
-    blocker.execute(
-        text(
-            "INSERT INTO intermediate_values (trial_id, step, value, should_prune) "
-            "VALUES (:t, 1, 7.0, false)"
-        ),
-        {"t": first.id},
-    )
-    a = hot_paths._Queued(first.id, ReportRequest(worker_id=worker, step=1, value=1.0))
-    b = hot_paths._Queued(second.id, ReportRequest(worker_id=worker, step=1, value=2.0))
-    with ThreadPoolExecutor(2) as pool:
-        in_a = pool.submit(hot_paths._decide_in_turn, db, caches, first.study_id, a)
-        deadline = time.monotonic() + 10
-        while lock._in_flight == 0:  # A's writes and COMMIT are sent: the lock is free
-            assert time.monotonic() < deadline and not in_a.done()
-            time.sleep(0.01)
-        in_b = pool.submit(hot_paths._decide_in_turn, db, caches, first.study_id, b)
-        while len(in_flight_at_guard) < 2:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        blocker.commit()  # A's insert now clashes: A fails, and B's guard with it
-        with pytest.raises(StorageError):
-            in_a.result(timeout=10)
-        assert in_b.result(timeout=10) is None
-    blocker.close()
-    assert in_flight_at_guard == [0, 1]  # B was decided while A was in flight
-    assert caches.get(first.study_id) is None
-    values = [(v["trial_id"], v["value"]) for v in _rows(url)["intermediate_values"]]
-    assert values == [(first.id, 7.0)]
-    body = ReportRequest(worker_id=worker, step=1, value=2.0)
-    assert trials.report(db=db, caches=caches, trial_id=second.id, body=body) is not None
-    values = [(v["trial_id"], v["value"]) for v in _rows(url)["intermediate_values"]]
-    assert values == [(first.id, 7.0), (second.id, 2.0)]
     db.dispose()
