@@ -229,4 +229,4 @@ document.getElementById("next").addEventListener("click", () => {
   table.offset += table.limit;
   loadTrials();
 });
-poll(refresh, 1000);
+poll(refresh, 500);

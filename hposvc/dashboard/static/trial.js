@@ -103,4 +103,4 @@ for (const kind of ["checkpoint", "model"]) {
       error.hidden = false;
     }));
 }
-poll(refresh, 1000);
+poll(refresh, 500);
