@@ -554,7 +554,7 @@ def _decide_together(
         if mutated:
             cache.seq = study.seq + 1
         if not db.is_sqlite:  # where no round trip is saved, nothing is kept
-            _remember(cache, known, study, [*by_trial.values(), *claimed])
+            _remember(cache, known, study, [*(by_trial[n] for n in seen), *claimed])
     except BaseException as exc:
         if mutated or stale or guarded:
             caches.drop(study_id)
