@@ -21,7 +21,7 @@ _NOWAIT = "hposvc_nowait"
 _BUSY_TIMEOUT_MS = 60_000
 _IDLE_SINCE = "hposvc_idle_since"
 _PIPELINE = "hposvc_pipeline"
-_IDS_AHEAD = 16
+_IDS_AHEAD = 64
 
 
 class WriteLockBusy(StorageError):

@@ -279,6 +279,17 @@ class StudyCaches:
         self._decision_queues: dict[int, deque[Any]] = {}
         self._guard = threading.Lock()
         self._trial_study: dict[int, int] = {}
+        self._claim_targets: dict[str | None, int] = {}
+
+    def claim_target(self, study_name: str | None) -> int | None:
+        """The study a claim naming ``study_name`` (None: any study) last went to, if any.
+
+        An assumption, checked again when the claim is decided (``hot_paths``).
+        """
+        return self._claim_targets.get(study_name)
+
+    def remember_claim_target(self, study_name: str | None, study_id: int) -> None:
+        self._claim_targets[study_name] = study_id
 
     def study_of_trial(self, trial_id: int) -> int | None:
         return self._trial_study.get(trial_id)
@@ -316,3 +327,6 @@ class StudyCaches:
     def drop(self, study_id: int) -> None:
         with self._guard:
             self._caches.pop(study_id, None)
+            for name, target in list(self._claim_targets.items()):
+                if target == study_id:
+                    del self._claim_targets[name]

@@ -234,8 +234,37 @@ def _guard_statement(condition: Any) -> Any:
     )
 
 
+# What a claim decided without ``_CLAIM_CONTEXT`` assumed: its workers are registered, none
+# of its requests was claimed before (a retry is the general path's to answer), and, for a
+# claim naming no study, this one is the only study running.
+_WORKERS_REGISTERED = select(func.count()).select_from(_workers).where(
+    _workers.c.id.in_(bindparam("g_workers", expanding=True))
+).scalar_subquery() == bindparam("g_n_workers")
+_NO_REQUEST_CLAIMED = ~(
+    exists()
+    .where(
+        _trials.c.worker_id.in_(bindparam("g_workers", expanding=True)),
+        _trials.c.claim_request_id.in_(bindparam("g_requests", expanding=True)),
+    )
+    .correlate_except(_trials)
+)
+_others = _studies.alias("others")
+_ONLY_STUDY_RUNNING = (
+    select(func.count())
+    .select_from(_others)
+    .where(_others.c.state == StudyState.RUNNING.value)
+    .scalar_subquery()
+    == 1
+)
+_CLAIMS_AS_KNOWN = and_(_STUDY_AS_KNOWN, ~_a_lease_ran_out(_trials))
 _GUARD = _guard_statement(_STUDY_AS_KNOWN)
-_GUARD_WITH_LEASES = _guard_statement(and_(_STUDY_AS_KNOWN, ~_a_lease_ran_out(_trials)))
+_GUARD_WITH_LEASES = _guard_statement(_CLAIMS_AS_KNOWN)
+_GUARD_NEW_CLAIMS = _guard_statement(
+    and_(_CLAIMS_AS_KNOWN, _WORKERS_REGISTERED, _NO_REQUEST_CLAIMED)
+)
+_GUARD_NEW_CLAIMS_ANY_STUDY = _guard_statement(
+    and_(_CLAIMS_AS_KNOWN, _WORKERS_REGISTERED, _NO_REQUEST_CLAIMED, _ONLY_STUDY_RUNNING)
+)
 _GUARD_FAILED = "22012"  # PostgreSQL's division_by_zero
 
 
@@ -445,6 +474,10 @@ class _ClaimBody:
     worker_id: int
     request_id: str | None
     trial_id: int | None = None  # the new trial's id, reserved ahead (PostgreSQL)
+    # Not read with ``_CLAIM_CONTEXT``: what it would have said is assumed, and checked by the
+    # guard (``_GUARD_NEW_CLAIMS``); without the guard, the claim is not decided here.
+    assumed: bool = False
+    any_study: bool = False  # the claim named no study
 
 
 @dataclass
@@ -456,6 +489,7 @@ class _Queued:
     done: bool = False
     answer: Any = None  # None: the general path's
     error: BaseException | None = None
+    unchecked: bool = False  # an assumed claim left undecided: nothing guarded its assumptions
 
 
 def _decide_in_turn(db: Database, caches: StudyCaches, study_id: int, mine: _Queued) -> Any:
@@ -519,9 +553,10 @@ def _decide_together(
         with db.connection(write=True, pipelined=True) as conn:
             now = utcnow()
             names = [q.trial_id for q in queued if q.trial_id is not None]
+            claims = [q.body for q in queued if isinstance(q.body, _ClaimBody)]
             if known is not None and not db.is_sqlite and all(n in known.trials for n in names):
                 guarded = True
-                study = _guard(conn, study_id, known, now, claims=len(names) < len(queued))
+                study = _guard(conn, study_id, known, now, claims=claims)
                 by_trial = known.trials
             else:
                 keys = {"b_study": study_id, "b_trials": names, "b_now": now}
@@ -530,6 +565,7 @@ def _decide_together(
                     return
                 study = _StudyNow.of(rows[0])
                 by_trial = {row.id: _TrialRow(row._mapping) for row in rows if row.id is not None}
+            requests: set[tuple[int, str]] = set()
             for q in queued:
                 row = _TrialRow()
                 if q.trial_id is not None:
@@ -537,6 +573,15 @@ def _decide_together(
                         continue  # a trial twice: the later request takes the general path
                     seen.add(q.trial_id)
                     row = by_trial[q.trial_id]
+                elif isinstance(q.body, _ClaimBody):
+                    if q.body.assumed and not guarded:
+                        q.unchecked = True
+                        continue
+                    if q.body.request_id is not None:
+                        request = (q.body.worker_id, q.body.request_id)
+                        if request in requests:
+                            continue  # a retry while the claim was waiting: the general path
+                        requests.add(request)  # replays what the first one claimed
                 hot = _Locked(conn, cache, study, row, now)
                 try:
                     q.answer = _decide(hot, q)
@@ -570,11 +615,12 @@ def _decide_together(
 
 
 def _guard(
-    conn: Connection, study_id: int, known: _Known, now: datetime, *, claims: bool
+    conn: Connection, study_id: int, known: _Known, now: datetime, *, claims: list[_ClaimBody]
 ) -> _StudyNow:
-    """Lock the study, failing the transaction unless its row is ``known``'s (see ``_GUARD``)."""
+    """Lock the study, failing the transaction unless its row is ``known``'s (see ``_GUARD``)
+    and ``claims`` may be decided here."""
     study = known.study
-    keys = {
+    keys: dict[str, Any] = {
         "g_study": study_id,
         "g_seq": study.seq,
         "g_state": study.state,
@@ -582,7 +628,19 @@ def _guard(
         "g_budget_used": study.budget_used,
         "b_now": now,
     }
-    conn.execute(_GUARD_WITH_LEASES if claims else _GUARD, keys)
+    assumed = [c for c in claims if c.assumed]
+    if assumed:
+        workers = sorted({c.worker_id for c in assumed})
+        keys.update(
+            g_workers=workers,
+            g_n_workers=len(workers),
+            g_requests=sorted({c.request_id for c in assumed if c.request_id is not None}),
+        )
+        any_study = any(c.any_study for c in assumed)
+        statement = _GUARD_NEW_CLAIMS_ANY_STUDY if any_study else _GUARD_NEW_CLAIMS
+    else:
+        statement = _GUARD_WITH_LEASES if claims else _GUARD
+    conn.execute(statement, keys)
     return replace(study, lease_ran_out=False)
 
 
@@ -646,8 +704,12 @@ def fast_claim(
     Raises:
         StorageError: the database failed.
     """
-    keys = {"b_w": worker_id, "b_req": request_id, "b_name": study_name}
     try:
+        if not nowait and not db.is_sqlite:
+            assumed = _claim_on_assumptions(db, caches, worker_id, study_name, request_id)
+            if assumed is not None:
+                return assumed.answer
+        keys = {"b_w": worker_id, "b_req": request_id, "b_name": study_name}
         [(worker, replayed, n_running, first_running, named)] = db.read_once(_CLAIM_CONTEXT, keys)
         if worker is None or replayed is not None:
             return None  # unknown worker, or a retried claim
@@ -658,6 +720,8 @@ def fast_claim(
             reserved = None if db.is_sqlite else db.reserve_id("trials")
             mine = _Queued(None, _ClaimBody(worker_id, request_id, reserved))
             claimed: ClaimedTrial | None = _decide_in_turn(db, caches, study_id, mine)
+            if claimed is not None:
+                caches.remember_claim_target(study_name, study_id)
             return claimed
         if not _quick_to_sample(caches.get(study_id)):
             return None
@@ -665,6 +729,33 @@ def fast_claim(
             return _claim(hot, worker_id, request_id)
     except _GeneralPath:
         return None
+
+
+def _claim_on_assumptions(
+    db: Database,
+    caches: StudyCaches,
+    worker_id: int,
+    study_name: str | None,
+    request_id: str | None,
+) -> _Queued | None:
+    """The claim decided without reading ``_CLAIM_CONTEXT`` first, or None to read it.
+
+    Where the claim's study is the one the last claim naming the same study (or none) went to,
+    and its rows are known here, the claim joins a batch decided under a guard, which checks
+    what ``_CLAIM_CONTEXT`` would have (see ``_GUARD_NEW_CLAIMS``): one round trip less. A
+    claim whose batch could not be guarded comes back undecided, having written nothing.
+    """
+    study_id = caches.claim_target(study_name)
+    cache = None if study_id is None else caches.get(study_id)
+    known = None if cache is None else cache.known_rows
+    if study_id is None or known is None or known.seq != cache.seq:
+        return None
+    body = _ClaimBody(
+        worker_id, request_id, db.reserve_id("trials"), assumed=True, any_study=study_name is None
+    )
+    mine = _Queued(None, body)
+    _decide_in_turn(db, caches, study_id, mine)
+    return None if mine.unchecked else mine
 
 
 def _claim(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -44,15 +46,16 @@ def test_a_connection_back_a_moment_ago_is_not_tested(postgres_url: str) -> None
 def test_ids_reserved_ahead_are_never_handed_out_twice(postgres_url: str) -> None:
     """Two processes' reservations and the database's own inserts never meet."""
     first, second = Database(postgres_url), Database(postgres_url)
-    mine = [first.reserve_id("workers") for _ in range(20)]  # past one block of reserved ids
+    mine = [first.reserve_id("workers") for _ in range(70)]  # past one block of reserved ids
     theirs = [second.reserve_id("workers") for _ in range(3)]
     with first.connection(write=True) as conn:
         inserted = conn.execute(
             text(
                 "INSERT INTO workers (name, host, slots, devices, registered_at, "
-                "last_heartbeat_at) VALUES ('w', 'h', 1, '[]', now(), now()) RETURNING id"
-            )
+                "last_heartbeat_at) VALUES (:name, 'h', 1, '[]', now(), now()) RETURNING id"
+            ),
+            {"name": f"w-{uuid.uuid4().hex}"},  # the database is shared with other tests
         ).scalar_one()
-    assert mine == sorted(mine) and len({*mine, *theirs, inserted}) == 24
+    assert mine == sorted(mine) and len({*mine, *theirs, inserted}) == 74
     first.dispose()
     second.dispose()

@@ -13,6 +13,7 @@ from hposvc.db.base import utcnow
 from hposvc.db.models import Trial
 from hposvc.db.session import Database
 from hposvc.domain.states import TrialState
+from hposvc.errors import NotFoundError
 from hposvc.samplers import StudyCaches
 from hposvc.schemas.studies import StudySpec
 from hposvc.schemas.trials import CompleteRequest, ReportRequest, UserAttrsRequest
@@ -428,7 +429,7 @@ def guard_calls(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     real = hot_paths._guard
 
     def counting(*args: Any, **kwargs: Any) -> Any:
-        calls.append(kwargs["claims"])
+        calls.append(bool(kwargs["claims"]))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(hot_paths, "_guard", counting)
@@ -541,4 +542,100 @@ def test_a_trial_finished_on_known_rows_is_known_no_more(
     assert _rows(url) == before
     again = trials.complete(db=db, caches=caches, trial_id=held.id, body=body)
     assert again.state == TrialState.COMPLETE and again.values == first.answer.values
+    db.dispose()
+
+
+def _assumed_study(url: str) -> tuple[Database, StudyCaches, int, Any]:
+    """``_known_study``, where a claim that read its context has just gone to the study."""
+    db, caches, worker, _held = _known_study(url)
+    held = trials.claim(db=db, caches=caches, worker_id=worker)
+    assert caches.claim_target(None) == held.study_id
+    return db, caches, worker, held
+
+
+@pytest.fixture
+def context_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per claim that read ``_CLAIM_CONTEXT`` before taking the study's lock."""
+    reads: list[int] = []
+    real = Database.read_once
+
+    def counting(self: Database, statement: Any, params: dict[str, Any]) -> list[Any]:
+        if statement is hot_paths._CLAIM_CONTEXT:
+            reads.append(1)
+        return real(self, statement, params)
+
+    monkeypatch.setattr(Database, "read_once", counting)
+    return reads
+
+
+@pytest.mark.postgres
+def test_a_claim_on_known_rows_is_decided_without_reading_its_context_first(
+    postgres_url: str, guard_calls: list[bool], context_reads: list[int]
+) -> None:
+    """The study the last claim went to, with its rows known: the claim is decided under the
+    guard alone, and a retry of it (same request id) still gets the same trial back."""
+    url = _fresh(postgres_url, None, "")
+    db, caches, worker, _held = _assumed_study(url)
+    guard_calls.clear()
+    context_reads.clear()
+    first = trials.claim(db=db, caches=caches, worker_id=worker, request_id="r1")
+    assert first is not None and not context_reads and guard_calls == [True]
+    again = trials.claim(db=db, caches=caches, worker_id=worker, request_id="r1")
+    assert again is not None and (again.id, again.number) == (first.id, first.number)
+    assert [t["claim_request_id"] for t in _rows(url)["trials"]].count("r1") == 1
+    db.dispose()
+
+
+@pytest.mark.postgres
+def test_a_claim_on_known_rows_by_an_unknown_worker_writes_nothing(
+    postgres_url: str, guard_calls: list[bool]
+) -> None:
+    url = _fresh(postgres_url, None, "")
+    db, caches, _worker, _held = _assumed_study(url)
+    before = _rows(url)
+    guard_calls.clear()
+    with pytest.raises(NotFoundError):
+        trials.claim(db=db, caches=caches, worker_id=987654, request_id="r1")
+    assert guard_calls == [True]  # tried on assumptions, failed by the guard
+    assert _rows(url) == before
+    db.dispose()
+
+
+@pytest.mark.postgres
+def test_a_claim_naming_no_study_is_not_decided_on_assumptions_once_another_runs(
+    postgres_url: str, guard_calls: list[bool], context_reads: list[int]
+) -> None:
+    """Another server starts a second study: which study a claim naming none goes to is the
+    general path's call again, and the claims after it read their context."""
+    url = _fresh(postgres_url, None, "")
+    db, caches, worker, held = _assumed_study(url)
+    spec = make_spec(name="second", sampler={"name": "random", "seed": 6})
+    other_db = Database(url)
+    studies.create_study(db=other_db, spec=StudySpec.model_validate(spec))
+    other_db.dispose()
+    guard_calls.clear()
+    context_reads.clear()
+    claimed = trials.claim(db=db, caches=caches, worker_id=worker, request_id="r1")
+    assert claimed is not None and guard_calls == [True] and not context_reads
+    assert caches.claim_target(None) is None  # the guard failed: nothing is assumed now
+    assert trials.claim(db=db, caches=caches, worker_id=worker, request_id="r2") is not None
+    assert len(context_reads) == 1
+    assert {t["claim_request_id"] for t in _rows(url)["trials"]} >= {"r1", "r2"}
+    assert held.study_id == claimed.study_id
+    db.dispose()
+
+
+@pytest.mark.postgres
+def test_a_claim_sent_twice_into_one_batch_claims_one_trial(postgres_url: str) -> None:
+    """A worker's retry that arrives while its first attempt waits for the study's lock: the
+    batch decides the first, the general path replays it for the second."""
+    url = _fresh(postgres_url, None, "")
+    db, caches, worker, held = _assumed_study(url)
+    body = hot_paths._ClaimBody(worker, "r1", assumed=True, any_study=True)
+    first, retried = hot_paths._Queued(None, body), hot_paths._Queued(None, body)
+    hot_paths._decide_together(db, caches, held.study_id, [first, retried])
+    assert first.answer is not None and retried.done and retried.answer is None
+    again = trials.claim(db=db, caches=caches, worker_id=worker, request_id="r1")
+    assert again is not None and again.id == first.answer.id
+    assert [t["claim_request_id"] for t in _rows(url)["trials"]].count("r1") == 1
     db.dispose()
