@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from hposvc.db.base import utcnow
 from hposvc.db.models import Study, Trial, Worker, find_worker_by_id
@@ -16,20 +18,23 @@ OFFLINE_AFTER_SECONDS = 60.0
 
 
 def register(*, db: Database, body: WorkerRegister) -> int:
-    """Register a worker; registering the same name and host again returns the same id."""
+    """Register a worker; registering the same name and host again returns the same id.
+
+    One statement inserts the worker or updates the one registered under that name and host,
+    so two registrations of a new worker at the same moment (a daemon's slots starting
+    together, a retried request) get the same id instead of one failing on the unique key.
+    """
+    dialect_insert = sqlite_insert if db.is_sqlite else postgresql_insert
+    now = utcnow()
+    changes = {"slots": body.slots, "devices": list(body.devices), "last_heartbeat_at": now}
+    statement = (
+        dialect_insert(Worker)
+        .values(name=body.name, host=body.host, registered_at=now, **changes)
+        .on_conflict_do_update(index_elements=[Worker.name, Worker.host], set_=changes)
+        .returning(Worker.id)
+    )
     with db.session(write=True) as session:
-        worker = session.scalars(
-            select(Worker).where(Worker.name == body.name, Worker.host == body.host)
-        ).one_or_none()
-        now = utcnow()
-        if worker is None:
-            worker = Worker(name=body.name, host=body.host, registered_at=now)
-            session.add(worker)
-        worker.slots = body.slots
-        worker.devices = list(body.devices)
-        worker.last_heartbeat_at = now
-        session.flush()
-        return worker.id
+        return session.execute(statement).scalar_one()
 
 
 def heartbeat(*, db: Database, worker_id: int) -> HeartbeatResponse:

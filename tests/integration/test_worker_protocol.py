@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from fastapi.testclient import TestClient
 
+from hposvc.db.session import Database
+from hposvc.schemas.workers import WorkerRegister
+from hposvc.services import workers
 from tests.factories import make_spec, register
 
 
@@ -270,3 +276,24 @@ def test_trials_list_filters_and_sorts(client: TestClient) -> None:
     assert page["total"] == 3 and len(page["items"]) == 2
     values = [t["values"][0] for t in page["items"]]
     assert values == sorted(values)
+
+
+def test_a_worker_registered_several_times_at_once_gets_one_id(database_url: str) -> None:
+    """A daemon's registrations racing each other (slots starting together, a retry): every
+    one answers the same id, none fails on the name and host's unique key."""
+    db = Database(database_url)
+    body = WorkerRegister(name=f"twin-{uuid.uuid4().hex}", host="h", slots=2, devices=["cpu"])
+    start = threading.Barrier(8)
+
+    def register_at_once(_: int) -> int:
+        start.wait()
+        return workers.register(db=db, body=body)
+
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(register_at_once, range(8)))
+    assert len(set(ids)) == 1
+    again = workers.register(db=db, body=body.model_copy(update={"slots": 3}))
+    assert again == ids[0]
+    [listed] = [w for w in workers.list_workers(db=db) if w.id == again]
+    assert (listed.slots, listed.devices) == (3, ["cpu"])
+    db.dispose()
