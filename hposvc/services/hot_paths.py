@@ -20,19 +20,22 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
+    Integer,
     Row,
+    String,
     and_,
     bindparam,
     case,
     exists,
     func,
     insert,
-    literal,
+    literal_column,
     select,
     update,
 )
 
 from hposvc.db.base import utcnow
+from hposvc.db.driver_statements import DriverStatement
 from hposvc.db.models import IntermediateValue, Study, Trial, Worker
 from hposvc.db.session import Database, WriteLockBusy
 from hposvc.domain.states import StudyState, TrialState
@@ -69,7 +72,7 @@ def _a_lease_ran_out(trials: Any) -> Any:
         exists()
         .where(
             trials.c.study_id == _studies.c.id,
-            trials.c.state == literal(_RUNNING, literal_execute=True),
+            trials.c.state == literal_column(f"'{_RUNNING}'", String),
             trials.c.lease_expires_at < bindparam("b_now"),
         )
         .correlate(_studies)
@@ -226,7 +229,7 @@ _STUDY_AS_KNOWN = and_(
 def _guard_statement(condition: Any) -> Any:
     # An UPDATE (that changes nothing) rather than a SELECT ... FOR UPDATE: its rows are not
     # read, so in pipeline mode nothing waits for its answer.
-    fails_unless = literal(1, literal_execute=True) / case((condition, 1), else_=0)
+    fails_unless = literal_column("1", Integer) / case((condition, 1), else_=0)
     return (
         update(_studies)
         .where(_studies.c.id == bindparam("g_study"), fails_unless == 1)
@@ -257,8 +260,8 @@ _ONLY_STUDY_RUNNING = (
     == 1
 )
 _CLAIMS_AS_KNOWN = and_(_STUDY_AS_KNOWN, ~_a_lease_ran_out(_trials))
-_GUARD = _guard_statement(_STUDY_AS_KNOWN)
-_GUARD_WITH_LEASES = _guard_statement(_CLAIMS_AS_KNOWN)
+_GUARD = DriverStatement(_guard_statement(_STUDY_AS_KNOWN))
+_GUARD_WITH_LEASES = DriverStatement(_guard_statement(_CLAIMS_AS_KNOWN))
 _GUARD_NEW_CLAIMS = _guard_statement(
     and_(_CLAIMS_AS_KNOWN, _WORKERS_REGISTERED, _NO_REQUEST_CLAIMED)
 )
@@ -273,16 +276,26 @@ class _Writes:
 
     On PostgreSQL they go as one statement (the first ones as data-modifying CTEs, which
     touch other rows than the last): one round trip instead of several. Elsewhere they run
-    one after the other. The last statement's result is returned.
+    one after the other. Unless the last one returns rows (a new trial's id), they run on the
+    driver's cursor (``DriverStatement``); else the last statement's result is returned.
     """
 
     def __init__(self, *statements: Any) -> None:
         *before, last = statements
         self.statements = statements
         self.combined = last.add_cte(*(s.cte(f"w{i}") for i, s in enumerate(before)))
+        self.returns = len(last.exported_columns) > 0  # it has a RETURNING
+        if not self.returns:
+            self.driver_combined = DriverStatement(self.combined)
+            self.driver_statements = [DriverStatement(s) for s in statements]
 
     def run(self, conn: Connection, params: dict[str, Any]) -> Any:
-        if conn.dialect.name == "postgresql":
+        postgresql = conn.dialect.name == "postgresql"
+        if not self.returns:
+            for statement in [self.driver_combined] if postgresql else self.driver_statements:
+                statement.run(conn, params)
+            return None
+        if postgresql:
             return conn.execute(self.combined, params)
         result = None
         for statement in self.statements:
@@ -637,10 +650,9 @@ def _guard(
             g_requests=sorted({c.request_id for c in assumed if c.request_id is not None}),
         )
         any_study = any(c.any_study for c in assumed)
-        statement = _GUARD_NEW_CLAIMS_ANY_STUDY if any_study else _GUARD_NEW_CLAIMS
+        conn.execute(_GUARD_NEW_CLAIMS_ANY_STUDY if any_study else _GUARD_NEW_CLAIMS, keys)
     else:
-        statement = _GUARD_WITH_LEASES if claims else _GUARD
-    conn.execute(statement, keys)
+        (_GUARD_WITH_LEASES if claims else _GUARD).run(conn, keys)
     return replace(study, lease_ran_out=False)
 
 
