@@ -289,7 +289,8 @@ class StudyCaches:
         return self._claim_targets.get(study_name)
 
     def remember_claim_target(self, study_name: str | None, study_id: int) -> None:
-        self._claim_targets[study_name] = study_id
+        with self._guard:  # ``drop`` forgets a study's targets under it
+            self._claim_targets[study_name] = study_id
 
     def study_of_trial(self, trial_id: int) -> int | None:
         return self._trial_study.get(trial_id)
