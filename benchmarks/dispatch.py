@@ -1,8 +1,11 @@
 """Dispatch throughput and latency: hposvc over HTTP against plain Optuna with RDBStorage.
 
 K worker processes loop claim -> 10 reports -> complete (an instant objective) against a
-real ``hposvc server``; in the same run, K processes loop ask -> 10 x (report + should_prune)
--> tell on Optuna's RDBStorage on the same kind of database, with the same sampler and pruner.
+real ``hposvc server``, as the worker's slots do: the report that prunes a trial and the
+complete carry the worker's next claim, so the claim rides on their answer (a claim of its
+own goes out first, and when such an answer brings no trial). In the same run, K processes
+loop ask -> 10 x (report + should_prune) -> tell on Optuna's RDBStorage on the same kind of
+database, with the same sampler and pruner.
 
     .venv/bin/python -m benchmarks.dispatch --quick
 """
@@ -45,7 +48,9 @@ def _value(a: float, b: float, step: int) -> float:
 
 
 def _service_worker(url: str, index: int, out: Any, start: Any) -> None:
-    """A worker as the daemon's slots talk to the server: through ``workers.client``."""
+    """A worker as the daemon's slots talk to the server: through ``workers.client``, the
+    next claim sent with the report that prunes or the complete (``NextClaim``)."""
+    from hposvc.schemas.trials import NextClaim
     from hposvc.schemas.workers import WorkerRegister
     from workers.client import ServerClient
 
@@ -54,24 +59,32 @@ def _service_worker(url: str, index: int, out: Any, start: Any) -> None:
     client = ServerClient(url)
     worker = client.register(WorkerRegister(name=f"bench-{index}", host="bench"))
     start.wait()
+    trial = None
     while True:
-        t0 = time.perf_counter()
-        trial = client.claim(worker, None, uuid.uuid4().hex)
-        lat["claim"].append(time.perf_counter() - t0)
+        key = uuid.uuid4().hex
         if trial is None:
-            break
+            t0 = time.perf_counter()
+            trial = client.claim(worker, None, key)
+            lat["claim"].append(time.perf_counter() - t0)
+            if trial is None:
+                break
+            key = uuid.uuid4().hex
         a, b = trial.params["a"], trial.params["b"]
         points.append((a, b))
+        nxt = NextClaim(request_id=key)
         for step in range(1, STEPS + 1):
             t0 = time.perf_counter()
-            pruned = client.report(trial.id, worker, step, _value(a, b, step))
+            pruned, next_trial = client.report_then_claim(
+                trial.id, worker, step, _value(a, b, step), nxt
+            )
             lat["report"].append(time.perf_counter() - t0)
             if pruned:
                 break
         else:
             t0 = time.perf_counter()
-            client.complete(trial.id, worker, [_value(a, b, STEPS)], {})
+            next_trial = client.complete(trial.id, worker, [_value(a, b, STEPS)], {}, nxt)
             lat["complete"].append(time.perf_counter() - t0)
+        trial = next_trial
     client.close()
     out.put((lat, points))
 
@@ -237,6 +250,10 @@ def main() -> None:
         f"Machine: {machine()}  \n"
         f"Each trial: claim, {STEPS} reports (median pruner, 5 startup trials), complete, "
         f"instant objective; {n_trials} trials per run (grid: {GRID_A * GRID_B} points). "
+        "hposvc's workers send their next claim with the report that prunes and with the "
+        "complete, as the worker's slots do: the claim column holds only the claims made on "
+        "their own (each worker's first, and after an answer with no trial); the others are in "
+        "the report and complete latencies. "
         "Optuna: one `load_study` per process (its own sampler instance; the grid sampler seeded "
         "with the process index, as independent workers would be), "
         "RDBStorage on the same kind of database.\n\n" + header + "\n" + "\n".join(rows)

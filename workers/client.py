@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from hposvc.schemas.trials import ClaimedTrial
+from hposvc.schemas.trials import ClaimedTrial, NextClaim
 from hposvc.schemas.workers import WorkerRegister
 
 logger = logging.getLogger(__name__)
@@ -192,16 +192,37 @@ class ServerClient:
         return ClaimedTrial.model_validate(response.json())
 
     def report(self, trial_id: int, worker_id: int, step: int, value: float) -> bool:
-        body = {"worker_id": worker_id, "step": step, "value": value}
-        return bool(
-            self._call("POST", f"/trials/{trial_id}/report", json_body=body).json()["should_prune"]
-        )
+        return self.report_then_claim(trial_id, worker_id, step, value, None)[0]
+
+    def report_then_claim(
+        self,
+        trial_id: int,
+        worker_id: int,
+        step: int,
+        value: float,
+        next_claim: NextClaim | None,
+    ) -> tuple[bool, ClaimedTrial | None]:
+        """Whether to prune, and the next trial claimed with ``next_claim`` if it prunes."""
+        body: dict[str, Any] = {"worker_id": worker_id, "step": step, "value": value}
+        if next_claim is not None:
+            body["next_claim"] = next_claim.model_dump()
+        answer = self._call("POST", f"/trials/{trial_id}/report", json_body=body).json()
+        return bool(answer["should_prune"]), _next_trial(answer)
 
     def complete(
-        self, trial_id: int, worker_id: int, values: list[float], user_attrs: dict[str, Any]
-    ) -> None:
-        body = {"worker_id": worker_id, "values": values, "user_attrs": user_attrs}
-        self._call("POST", f"/trials/{trial_id}/complete", json_body=body)
+        self,
+        trial_id: int,
+        worker_id: int,
+        values: list[float],
+        user_attrs: dict[str, Any],
+        next_claim: NextClaim | None = None,
+    ) -> ClaimedTrial | None:
+        """Complete the trial; the next trial, claimed with ``next_claim``, if there is one."""
+        body: dict[str, Any] = {"worker_id": worker_id, "values": values, "user_attrs": user_attrs}
+        if next_claim is not None:
+            body["next_claim"] = next_claim.model_dump()
+        answer = self._call("POST", f"/trials/{trial_id}/complete", json_body=body).json()
+        return _next_trial(answer)
 
     def fail(
         self,
@@ -253,3 +274,8 @@ def _detail(response: Response) -> str:
         return str(json.loads(text).get("detail", text))
     except (ValueError, AttributeError):
         return text
+
+
+def _next_trial(answer: dict[str, Any]) -> ClaimedTrial | None:
+    nxt = answer.get("next_trial")
+    return None if nxt is None else ClaimedTrial.model_validate(nxt)

@@ -18,12 +18,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from hposvc.schemas.trials import ClaimedTrial
+from hposvc.schemas.trials import ClaimedTrial, NextClaim
 from workers.client import LeaseLost, ServerClient, ServerUnreachable
 from workers.devices import Slot
 from workers.settings import WorkerSettings
@@ -46,6 +47,9 @@ class ServerReporter:
     ``queued``: reports go out in order on a background thread and ``report`` returns at once
     (for a study without a pruner, whose answers can only say go on). A report's error
     surfaces at the next report or at :meth:`flush`, which runs before the trial ends.
+
+    ``next_claim``: sent with each report, so the report that prunes the trial also claims
+    the slot's next trial (``next_trial``), unless the worker is stopping by then.
     """
 
     def __init__(
@@ -58,11 +62,14 @@ class ServerReporter:
         *,
         checkpoint_follows: bool = False,
         queued: bool = False,
+        next_claim: NextClaim | None = None,
     ) -> None:
         self.client, self.trial, self.worker_id = client, trial, worker_id
         self.stop, self.store = stop, store
         self.checkpoint_follows = checkpoint_follows
         self._queue = QueuedReports() if queued else None
+        self.next_claim = None if queued else next_claim  # queued reports never prune
+        self.next_trial: ClaimedTrial | None = None
 
     def report(self, step: int, value: float) -> bool:
         if not math.isfinite(value):
@@ -71,6 +78,12 @@ class ServerReporter:
             pruned = self._queue.send(
                 partial(self.client.report, self.trial.id, self.worker_id, step, value)
             )
+        elif self.next_claim is not None and not self.stop.is_set():
+            pruned, next_trial = self.client.report_then_claim(
+                self.trial.id, self.worker_id, step, value, self.next_claim
+            )
+            if next_trial is not None:
+                self.next_trial = next_trial
         else:
             pruned = self.client.report(self.trial.id, self.worker_id, step, value)
         if (
@@ -221,9 +234,27 @@ def _result_attrs(result: Any, started: float) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class TrialEnd:
+    """What ``run_one`` leaves to the slot.
+
+    ``send_later``: a pruned trial's user attrs, to send once the next trial is in hand.
+    ``next_trial``: the slot's next trial, claimed with the report that pruned the trial or
+    with its complete (``NextClaim``); None: the slot claims as usual.
+    """
+
+    send_later: Callable[[], None] | None = None
+    next_trial: ClaimedTrial | None = None
+
+
 def run_one(
-    client: ServerClient, trial: ClaimedTrial, worker_id: int, slot: Slot, stop: Any
-) -> Callable[[], None] | None:
+    client: ServerClient,
+    trial: ClaimedTrial,
+    worker_id: int,
+    slot: Slot,
+    stop: Any,
+    next_claim: NextClaim | None = None,
+) -> TrialEnd:
     """Train one claimed trial and tell the server how it ended.
 
     The built-in loop's final model uploads while the test split is evaluated; complete
@@ -240,8 +271,11 @@ def run_one(
     reports are queued and go out in order while the objective goes on; they are all on the
     server before the trial completes, fails or is handed back.
 
+    ``next_claim``: the slot's next claim, sent with the report that prunes the trial or with
+    its complete, so the answer brings the next trial (None: the slot claims no more).
+
     Returns:
-        The send of a pruned trial's attrs (it logs its own errors), or None.
+        The send of a pruned trial's attrs (it logs its own errors), and the next trial.
     """
     # torch loads in the slot process only
     from workers.training.checkpoint import BackgroundCheckpointStore
@@ -267,6 +301,7 @@ def run_one(
         store,
         checkpoint_follows=built_in,
         queued=not built_in and not trial.prunes,
+        next_claim=next_claim,
     )
     started = time.monotonic()
     logger.info(
@@ -306,20 +341,22 @@ def run_one(
         except WorkerStopping:
             client.release(trial.id, worker_id, "worker shutting down")
             logger.info("slot %d: trial %d handed back", slot.index, trial.number)
-            return None
+            return TrialEnd(next_trial=reporter.next_trial)
         except LeaseLost as exc:
             logger.warning("slot %d: trial %d lost its lease: %s", slot.index, trial.number, exc)
-            return None
+            return TrialEnd(next_trial=reporter.next_trial)
         except Exception as exc:
             # Diverged training diverges again with the same parameters: no retry for it.
             retry = not isinstance(exc, TrainingDiverged)
             reason = traceback.format_exc()
             client.fail(trial.id, worker_id, reason, {"slot": slot.index}, retry=retry)
             logger.warning("slot %d: trial %d failed", slot.index, trial.number, exc_info=True)
-            return None
+            return TrialEnd(next_trial=reporter.next_trial)
         attrs = {**_result_attrs(result, started), "slot": slot.index, "device": slot.device}
         if result.stopped == "pruned":
-            return partial(_send_attrs, client, trial, worker_id, attrs)
+            return TrialEnd(
+                partial(_send_attrs, client, trial, worker_id, attrs), reporter.next_trial
+            )
         bad = [v for v in result.values if not math.isfinite(v)]
         if bad or len(result.values) != len(trial.objectives):
             names = [o["name"] for o in trial.objectives]
@@ -331,13 +368,19 @@ def run_one(
                 f"objective values {result.values} do not match objectives {names}",
                 attrs,
             )
-            return None
+            return TrialEnd(next_trial=reporter.next_trial)
         if model_upload is not None:
             model_upload.result()  # raises as a synchronous upload would
         elif result.model_state is not None:
             client.upload(trial.id, worker_id, "model", result.model_state)
-        client.complete(trial.id, worker_id, list(result.values), attrs)
-    return None
+        values = list(result.values)
+        if next_claim is None or stop.is_set():
+            client.complete(trial.id, worker_id, values, attrs)
+            return TrialEnd(next_trial=reporter.next_trial)
+        # a user objective may have gone on after a prune: its next trial was claimed then
+        next_claim = next_claim if reporter.next_trial is None else None
+        next_trial = client.complete(trial.id, worker_id, values, attrs, next_claim)
+    return TrialEnd(next_trial=reporter.next_trial or next_trial)
 
 
 def _send_attrs(
@@ -387,15 +430,27 @@ def slot_main(settings: WorkerSettings, worker_id: int, slot: Slot, stop: Any) -
     done, idle_since = 0, time.monotonic()
     later: Callable[[], None] | None = None  # a pruned trial's attrs: sent after the next claim
     sent: Future[None] | None = None  # the last of them, going out on the report thread
+    # The claim's idempotency key, new once a claim got a trial. The slot's next claim goes
+    # out with the request that ends its trial (NextClaim); when that answer brings no trial,
+    # the slot claims with the same key, which replays one the server did claim.
+    request_id = uuid.uuid4().hex
+    next_trial: ClaimedTrial | None = None
     try:
         while not stop.is_set():
             if settings.max_trials is not None and done >= settings.max_trials:
                 return
-            try:
-                trial = client.claim(worker_id, settings.study, uuid.uuid4().hex)
-            except ServerUnreachable:
-                logger.error("slot %d: server unreachable, giving up", slot.index)
-                return
+            if next_trial is not None:
+                trial, next_trial = next_trial, None
+            else:
+                try:
+                    trial = client.claim(worker_id, settings.study, request_id)
+                except ServerUnreachable:
+                    logger.error("slot %d: server unreachable, giving up", slot.index)
+                    return
+                except LeaseLost as exc:  # the key's trial ended meanwhile: claim anew
+                    logger.warning("slot %d: claim %s: %s", slot.index, request_id, exc)
+                    request_id = uuid.uuid4().hex
+                    continue
             if later is not None:  # in order, before the next trial's reports
                 sent, later = report_thread().submit(later), None
             if trial is None:
@@ -404,10 +459,21 @@ def slot_main(settings: WorkerSettings, worker_id: int, slot: Slot, stop: Any) -
                     return
                 stop.wait(settings.poll_seconds)
                 continue
-            later = run_one(client, trial, worker_id, slot, stop)
+            request_id = uuid.uuid4().hex
+            more = settings.max_trials is None or done + 1 < settings.max_trials
+            next_claim = NextClaim(study=settings.study, request_id=request_id) if more else None
+            end = run_one(client, trial, worker_id, slot, stop, next_claim)
+            later, next_trial = end.send_later, end.next_trial
+            if next_trial is not None:
+                request_id = uuid.uuid4().hex
             done += 1
             idle_since = time.monotonic()
     finally:
+        if next_trial is not None:  # claimed as the worker began to stop: hand it back
+            try:
+                client.release(next_trial.id, worker_id, "worker shutting down")
+            except Exception:
+                logger.warning("trial %d: not handed back", next_trial.number, exc_info=True)
         if later is not None:
             later()
         if sent is not None:

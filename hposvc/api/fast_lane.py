@@ -88,40 +88,23 @@ def _hot(path: str, body: bytes, state: Any) -> _Hot:
         trial_id = int(match.group(1))
         if trial_id > MAX_ID:
             raise _NotHere
+        call = {"db": db, "caches": caches, "trial_id": trial_id}
         if match.group(2) == "report":
             report = ReportRequest.model_validate(payload)
-
-            def report_now() -> tuple[BaseModel, Callable[[], None] | None] | None:
-                done = trials.report_now(db=db, caches=caches, trial_id=trial_id, body=report)
-                if done is None:
-                    return None
-                answer, study_to_check = done
-                if study_to_check is None:
-                    return answer, None
-                return answer, lambda: trials.complete_study_if_done(
-                    db=db, caches=caches, study_id=study_to_check
-                )
-
             return _Hot(
-                now=report_now,
-                later=lambda: trials.report(db=db, caches=caches, trial_id=trial_id, body=report),
+                now=lambda: trials.report_now(**call, body=report),
+                later=lambda: trials.report(**call, body=report),
             )
         if match.group(2) == "complete":
             done = CompleteRequest.model_validate(payload)
             return _Hot(
-                now=lambda: _answered(
-                    trials.complete_now(db=db, caches=caches, trial_id=trial_id, body=done)
-                ),
-                later=lambda: trials.complete(db=db, caches=caches, trial_id=trial_id, body=done),
+                now=lambda: trials.complete_now(**call, body=done),
+                later=lambda: trials.complete(**call, body=done),
             )
         attrs = UserAttrsRequest.model_validate(payload)
         return _Hot(
-            now=lambda: _answered(
-                trials.set_user_attrs_now(db=db, caches=caches, trial_id=trial_id, body=attrs)
-            ),
-            later=lambda: trials.set_user_attrs(
-                db=db, caches=caches, trial_id=trial_id, body=attrs
-            ),
+            now=lambda: _answered(trials.set_user_attrs_now(**call, body=attrs)),
+            later=lambda: trials.set_user_attrs(**call, body=attrs),
         )
     except (ValueError, ValidationError):  # JSONDecodeError is a ValueError
         raise _NotHere from None

@@ -81,18 +81,46 @@ class ClaimedTrial(BaseModel):
     prunes: bool = True
 
 
+class NextClaim(_Body):
+    """The claim a worker makes when its trial ends, sent with the request that ends it.
+
+    The server claims the worker's next trial right after that request ends the trial (a
+    report answered with prune, a complete) and returns it in the answer: one round trip per
+    trial less. It is the same claim as ``POST /trials/claim`` with these fields, made at the
+    same moment, so the next trial is sampled knowing what a claim would know. A retried
+    request replays it (``request_id``). No trial in the answer: there is none now, or the
+    claim failed; the worker then claims as usual, with the same ``request_id``.
+    """
+
+    study: SafeText | None = Field(
+        default=None, max_length=128, description="Only claim from the study of this name."
+    )
+    request_id: SafeText = Field(
+        min_length=1,
+        max_length=128,
+        description="Idempotency key of the claim, as in POST /trials/claim.",
+    )
+
+
+_NEXT_CLAIM = "When this request ends the trial, claim the worker's next trial with it."
+
+
 class ReportRequest(_Body):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=True)  # NaN gets a clear message
 
     worker_id: Id
     step: int = Field(ge=0, le=10_000_000)
     value: float
+    next_claim: NextClaim | None = Field(default=None, description=_NEXT_CLAIM)
 
     _check_value = field_validator("value")(_finite_value)
 
 
 class ReportResponse(BaseModel):
     should_prune: bool
+    next_trial: ClaimedTrial | None = Field(
+        default=None, description="The worker's next trial, claimed with ``next_claim``."
+    )
 
 
 class CompleteRequest(_Body):
@@ -101,6 +129,7 @@ class CompleteRequest(_Body):
     worker_id: Id
     values: list[float] = Field(min_length=1, max_length=16)
     user_attrs: JSONObject = Field(default_factory=dict)
+    next_claim: NextClaim | None = Field(default=None, description=_NEXT_CLAIM)
 
     @field_validator("values")
     @classmethod
@@ -111,6 +140,14 @@ class CompleteRequest(_Body):
                     f"values[{i}] must be a finite number (report a diverged trial with /fail)"
                 )
         return values
+
+
+class CompletedTrial(TrialRead):
+    """The answer to a complete: the trial, and the worker's next trial if it asked for one."""
+
+    next_trial: ClaimedTrial | None = Field(
+        default=None, description="The worker's next trial, claimed with ``next_claim``."
+    )
 
 
 class UserAttrsRequest(_Body):

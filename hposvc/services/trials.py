@@ -6,8 +6,10 @@ same answer. A worker that no longer holds a trial gets ``LeaseLostError`` (HTTP
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import func, select
@@ -23,13 +25,21 @@ from hposvc.db.models import (
 )
 from hposvc.db.session import Database
 from hposvc.domain.states import StudyState, TrialState
-from hposvc.errors import InvalidRequestError, InvalidStateError, LeaseLostError, NotFoundError
+from hposvc.errors import (
+    HposvcError,
+    InvalidRequestError,
+    InvalidStateError,
+    LeaseLostError,
+    NotFoundError,
+)
 from hposvc.samplers import StudyCaches
 from hposvc.schemas.common import Page
 from hposvc.schemas.trials import (
     ClaimedTrial,
+    CompletedTrial,
     CompleteRequest,
     FailRequest,
+    NextClaim,
     ReleaseRequest,
     ReportRequest,
     ReportResponse,
@@ -53,6 +63,7 @@ from hposvc.services.leases import (
     finish_without_commit,
 )
 
+logger = logging.getLogger(__name__)
 T = TypeVar("T")
 SORTABLE = {"number", "value", "state", "created_at", "finished_at"}
 
@@ -159,6 +170,27 @@ def claim(
             if study_name is not None:
                 raise
     return None
+
+
+def claim_next(
+    *, db: Database, caches: StudyCaches, worker_id: int, next_claim: NextClaim
+) -> ClaimedTrial | None:
+    """The claim a worker sent with the request that ended its trial (see ``NextClaim``).
+
+    None when there is no trial now, or when the claim failed: the request that carried it
+    has its answer all the same, and the worker claims again itself, which reports the error.
+    """
+    try:
+        return claim(
+            db=db,
+            caches=caches,
+            worker_id=worker_id,
+            study_name=next_claim.study,
+            request_id=next_claim.request_id,
+        )
+    except HposvcError as exc:
+        logger.info("worker %d: its next claim is left to it: %s", worker_id, exc)
+        return None
 
 
 def _replay_claim(d: Decision, worker_id: int, request_id: str | None) -> ClaimedTrial:
@@ -278,10 +310,23 @@ def report(
 ) -> ReportResponse:
     """Store an intermediate value; the pruner decides whether the trial stops here.
 
+    A report that prunes the trial claims the worker's next trial when it asks to.
+
     Raises:
         NotFoundError: unknown trial.
         LeaseLostError: the worker does not hold the trial (its lease expired, or it finished).
     """
+    answer = _report(db=db, caches=caches, trial_id=trial_id, body=body)
+    if answer.should_prune and body.next_claim is not None:
+        answer.next_trial = claim_next(
+            db=db, caches=caches, worker_id=body.worker_id, next_claim=body.next_claim
+        )
+    return answer
+
+
+def _report(
+    *, db: Database, caches: StudyCaches, trial_id: int, body: ReportRequest
+) -> ReportResponse:
     study_id = _study_of_trial(db, caches, trial_id)
     fast = fast_report(db=db, caches=caches, study_id=study_id, trial_id=trial_id, body=body)
     if fast is not None:
@@ -326,8 +371,9 @@ def complete_study_if_done(*, db: Database, caches: StudyCaches, study_id: int) 
 
 def complete(
     *, db: Database, caches: StudyCaches, trial_id: int, body: CompleteRequest
-) -> TrialRead:
-    """Finish a trial with its objective values.
+) -> CompletedTrial:
+    """Finish a trial with its objective values, and claim the worker's next trial when it
+    asks to.
 
     Raises:
         NotFoundError: unknown trial.
@@ -335,6 +381,21 @@ def complete(
         LeaseLostError: the worker does not hold the trial any more.
         InvalidStateError: the trial already finished with other values.
     """
+    answer = _completed(_complete(db=db, caches=caches, trial_id=trial_id, body=body))
+    if body.next_claim is not None:
+        answer.next_trial = claim_next(
+            db=db, caches=caches, worker_id=body.worker_id, next_claim=body.next_claim
+        )
+    return answer
+
+
+def _completed(trial: TrialRead) -> CompletedTrial:
+    return CompletedTrial.model_construct(**trial.__dict__)
+
+
+def _complete(
+    *, db: Database, caches: StudyCaches, trial_id: int, body: CompleteRequest
+) -> TrialRead:
     study_id = _study_of_trial(db, caches, trial_id)
     fast = fast_complete(db=db, caches=caches, study_id=study_id, trial_id=trial_id, body=body)
     if fast is not None:
@@ -447,22 +508,69 @@ def claim_now(
     return fast
 
 
+Rest = Callable[[], None] | None  # what is left to do before the answer goes out (may wait)
+
+
 def report_now(
     *, db: Database, caches: StudyCaches, trial_id: int, body: ReportRequest
-) -> tuple[ReportResponse, int | None] | None:
-    """``report``'s answer, and the study to pass to ``complete_study_if_done`` next, or None."""
+) -> tuple[ReportResponse, Rest] | None:
+    """``report``'s answer and what is left of it, or None."""
     fast = _on_known_trial(fast_report, db=db, caches=caches, trial_id=trial_id, body=body)
     if fast is None:
         return None
     answer, maybe_done = fast
-    return answer, caches.study_of_trial(trial_id) if maybe_done else None
+    study_id = caches.study_of_trial(trial_id)
+    if maybe_done and study_id is not None:
+        check: Rest = partial(complete_study_if_done, db=db, caches=caches, study_id=study_id)
+    else:
+        check = None
+    if not answer.should_prune or body.next_claim is None:
+        return answer, check
+    return answer, _next_now(db, caches, body.worker_id, body.next_claim, answer, check)
 
 
 def complete_now(
     *, db: Database, caches: StudyCaches, trial_id: int, body: CompleteRequest
-) -> TrialRead | None:
-    """``complete``'s answer, or None."""
-    return _on_known_trial(fast_complete, db=db, caches=caches, trial_id=trial_id, body=body)
+) -> tuple[CompletedTrial, Rest] | None:
+    """``complete``'s answer and what is left of it, or None."""
+    fast = _on_known_trial(fast_complete, db=db, caches=caches, trial_id=trial_id, body=body)
+    if fast is None:
+        return None
+    answer = _completed(fast)
+    if body.next_claim is None:
+        return answer, None
+    return answer, _next_now(db, caches, body.worker_id, body.next_claim, answer, None)
+
+
+def _next_now(
+    db: Database,
+    caches: StudyCaches,
+    worker_id: int,
+    next_claim: NextClaim,
+    answer: ReportResponse | CompletedTrial,
+    before: Rest,
+) -> Rest:
+    """Claim the worker's next trial into ``answer`` now if that can be done at once (and
+    nothing is left ``before`` it); else what is left to do, ``before`` first."""
+    if before is None:
+        answer.next_trial = claim_now(
+            db=db,
+            caches=caches,
+            worker_id=worker_id,
+            study_name=next_claim.study,
+            request_id=next_claim.request_id,
+        )
+        if answer.next_trial is not None:
+            return None
+
+    def rest() -> None:
+        if before is not None:
+            before()
+        answer.next_trial = claim_next(
+            db=db, caches=caches, worker_id=worker_id, next_claim=next_claim
+        )
+
+    return rest
 
 
 def set_user_attrs_now(

@@ -157,7 +157,8 @@ def test_ordinary_calls_are_answered_on_the_event_loop(
         # the first call of a study builds its cache: in a thread (the general path)
         assert len(threaded) == 1
         for step in (1, 2, 3):
-            assert _report(client, trial_id, worker, step).json() == {"should_prune": False}
+            answer = _report(client, trial_id, worker, step).json()
+            assert answer == {"should_prune": False, "next_trial": None}
         done = client.post(
             f"/api/v1/trials/{trial_id}/complete", json={"worker_id": worker, "values": [0.5]}
         )
@@ -205,7 +206,7 @@ def test_a_held_study_lock_sends_the_call_to_a_thread_that_waits_for_it(
         finally:
             lock.release()
             pool.shutdown()
-        assert answer.result().json() == {"should_prune": False}
+        assert answer.result().json() == {"should_prune": False, "next_trial": None}
 
 
 def test_a_held_sqlite_write_lock_does_not_hold_up_the_event_loop(
@@ -226,7 +227,7 @@ def test_a_held_sqlite_write_lock_does_not_hold_up_the_event_loop(
             other.execute("COMMIT")
             other.close()
             pool.shutdown()
-        assert answer.result().json() == {"should_prune": False}
+        assert answer.result().json() == {"should_prune": False, "next_trial": None}
         values = client.get(f"/api/v1/trials/{trial}").json()["intermediate_values"]
         assert [v["step"] for v in values] == [1, 2]
 

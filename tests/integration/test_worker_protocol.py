@@ -73,7 +73,7 @@ def test_retried_calls_answer_the_same(client: TestClient) -> None:
     url = f"/api/v1/trials/{first['id']}"
     r1 = client.post(f"{url}/report", json={"worker_id": worker, "step": 1, "value": 0.5})
     r2 = client.post(f"{url}/report", json={"worker_id": worker, "step": 1, "value": 0.5})
-    assert r1.json() == r2.json() == {"should_prune": False}
+    assert r1.json() == r2.json() == {"should_prune": False, "next_trial": None}
     c1 = client.post(f"{url}/complete", json={"worker_id": worker, "values": [0.25]})
     c2 = client.post(f"{url}/complete", json={"worker_id": worker, "values": [0.25]})
     assert c1.status_code == c2.status_code == 200
@@ -134,7 +134,7 @@ def test_median_pruner_prunes_a_clearly_worse_curve(client: TestClient) -> None:
         f"/api/v1/trials/{bad['id']}/report",
         json={"worker_id": worker, "step": len(answers), "value": 10.0 + len(answers)},
     )
-    assert r.json() == {"should_prune": True}
+    assert r.json() == {"should_prune": True, "next_trial": None}
 
 
 def test_expired_lease_fails_the_trial_and_reissues_its_params(client: TestClient) -> None:

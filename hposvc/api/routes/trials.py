@@ -9,6 +9,7 @@ from hposvc.schemas.common import ErrorResponse
 from hposvc.schemas.trials import (
     ClaimedTrial,
     ClaimRequest,
+    CompletedTrial,
     CompleteRequest,
     FailRequest,
     ReleaseRequest,
@@ -62,7 +63,7 @@ def report(
 @router.post("/{trial_id}/complete", responses=WORKER_ERRORS)
 def complete(
     trial_id: TrialId, body: CompleteRequest, db: DatabaseDep, caches: CachesDep
-) -> TrialRead:
+) -> CompletedTrial:
     """Finish a trial with its objective values."""
     return trials.complete(db=db, caches=caches, trial_id=trial_id, body=body)
 

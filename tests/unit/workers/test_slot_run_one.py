@@ -54,6 +54,16 @@ class FakeClient:
             self.stop.set()
         return step == self.prune_at
 
+    def report_then_claim(
+        self, trial_id: int, worker_id: int, step: int, value: float, next_claim: Any
+    ) -> tuple[bool, ClaimedTrial | None]:
+        pruned = self.report(trial_id, worker_id, step, value)
+        return pruned, self.claim_next(next_claim) if pruned else None
+
+    def claim_next(self, _next_claim: Any) -> ClaimedTrial | None:
+        """The trial a request that ends a trial claims with it (none here)."""
+        return None
+
     def upload(self, _trial_id: int, _worker_id: int, kind: str, data: bytes) -> None:
         self.calls.append(("upload", kind))
         self.uploads.setdefault(kind, []).append(data)
@@ -61,9 +71,12 @@ class FakeClient:
     def download(self, _trial_id: int, kind: str) -> bytes | None:
         return self.uploads[kind][-1] if self.uploads.get(kind) else None
 
-    def complete(self, _t: int, _w: int, values: list[float], user_attrs: dict) -> None:
+    def complete(
+        self, _t: int, _w: int, values: list[float], user_attrs: dict, next_claim: Any = None
+    ) -> ClaimedTrial | None:
         self.calls.append(("complete", values))
         self.attrs = user_attrs
+        return None if next_claim is None else self.claim_next(next_claim)
 
     def set_user_attrs(self, _t: int, _w: int, user_attrs: dict[str, Any]) -> None:
         self.calls.append(("set_user_attrs", None))
@@ -99,9 +112,9 @@ def _trial(training: dict[str, Any], attempt: int = 1) -> ClaimedTrial:
 
 
 def _run(client: FakeClient, training: dict[str, Any], attempt: int = 1) -> None:
-    after = run_one(client, _trial(training, attempt), 3, SLOT, client.stop)  # type: ignore[arg-type]
-    if after is not None:  # a pruned trial's attrs, sent once the next claim is answered
-        after()
+    end = run_one(client, _trial(training, attempt), 3, SLOT, client.stop)  # type: ignore[arg-type]
+    if end.send_later is not None:  # a pruned trial's attrs, sent once the next claim is answered
+        end.send_later()
 
 
 def test_a_completed_trial_reports_every_epoch_and_uploads_no_checkpoint_by_default() -> None:
@@ -123,10 +136,10 @@ def test_checkpoint_every_epoch_uploads_in_the_background_newest_first() -> None
 
 def test_a_pruned_trial_stops_at_the_answered_epoch() -> None:
     client = FakeClient(threading.Event(), prune_at=2)
-    after = run_one(client, _trial(IRIS), 3, SLOT, client.stop)  # type: ignore[arg-type]
-    assert after is not None  # the attrs go out once the slot's next claim is answered
+    end = run_one(client, _trial(IRIS), 3, SLOT, client.stop)  # type: ignore[arg-type]
+    assert end.send_later is not None  # the attrs go out once the slot's next claim is answered
     assert client.names()[-1] == "report"
-    after()
+    end.send_later()
     assert client.steps() == [1, 2]
     assert client.names()[-1] == "set_user_attrs"
     assert (client.attrs["stopped"], client.attrs["stop_epoch"]) == ("pruned", 2)
@@ -243,8 +256,12 @@ class ClaimingClient(FakeClient):
         super().__init__(stop, **kw)
         self.trials = trials
 
-    def claim(self, _worker_id: int, _study: str | None, _request_id: str) -> ClaimedTrial | None:
-        self.calls.append(("claim", None))
+    def claim(self, _worker_id: int, _study: str | None, request_id: str) -> ClaimedTrial | None:
+        self.calls.append(("claim", request_id))
+        return self.trials.pop(0) if self.trials else None
+
+    def claim_next(self, next_claim: Any) -> ClaimedTrial | None:
+        self.calls.append(("claim with it", next_claim.request_id))
         return self.trials.pop(0) if self.trials else None
 
     def close(self) -> None:
@@ -258,15 +275,60 @@ def test_a_pruned_trials_attrs_go_out_after_the_next_claim(
     monkeypatch.setattr(slot, "ServerClient", lambda *_a, **_k: client)
     monkeypatch.setattr(slot, "prepare_slot_process", lambda *_a: None)
     slot.slot_main(WorkerSettings(max_trials=2), 3, SLOT, client.stop)
-    # sent with the claim, the attrs delayed its answer; after it, they precede the next
-    # trial's reports on the report thread; the last trial's go out before the slot exits
+    # the report that prunes claims the next trial; the attrs then precede the next trial's
+    # reports on the report thread; the last trial's go out before the slot exits
     assert client.names() == [
         "claim",
         "report",
         "report",
-        "claim",
+        "claim with it",
         "set_user_attrs",
         "report",
-        "report",
+        "report",  # the slot's last trial (max_trials): it claims nothing more
         "set_user_attrs",
     ]
+
+
+def test_a_complete_brings_the_next_trial_and_the_slot_runs_it_without_a_claim(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first, second = _trial(IRIS), _trial(IRIS).model_copy(update={"id": 8, "number": 1})
+    client = ClaimingClient(threading.Event(), [first, second])
+    monkeypatch.setattr(slot, "ServerClient", lambda *_a, **_k: client)
+    monkeypatch.setattr(slot, "prepare_slot_process", lambda *_a: None)
+    slot.slot_main(WorkerSettings(max_trials=2), 3, SLOT, client.stop)
+    names = client.names()
+    assert names.count("claim") == 1 and names.count("claim with it") == 1
+    assert names.index("claim with it") == names.index("complete") + 1  # with the complete
+    assert names[-1] == "complete"  # the last trial asks for nothing more
+
+
+def test_with_no_trial_in_the_answer_the_slot_claims_with_the_same_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = ClaimingClient(threading.Event(), [_trial(IRIS)])
+    monkeypatch.setattr(slot, "ServerClient", lambda *_a, **_k: client)
+    monkeypatch.setattr(slot, "prepare_slot_process", lambda *_a: None)
+    settings = WorkerSettings(max_trials=2, exit_when_idle_seconds=0.01, poll_seconds=0.01)
+    slot.slot_main(settings, 3, SLOT, client.stop)
+    claims = [(name, key) for name, key in client.calls if name.startswith("claim")]
+    first, with_complete, after = claims[:3]
+    assert first[0] == "claim" and with_complete[0] == "claim with it" and after[0] == "claim"
+    assert after[1] == with_complete[1] != first[1]  # a claim the server made is replayed
+
+
+def test_a_next_trial_that_comes_as_the_worker_stops_is_handed_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class StopsOnComplete(ClaimingClient):
+        def claim_next(self, next_claim: Any) -> ClaimedTrial | None:
+            self.stop.set()  # the signal arrives while the complete is answered
+            return super().claim_next(next_claim)
+
+    second = _trial(IRIS).model_copy(update={"id": 8, "number": 1})
+    client = StopsOnComplete(threading.Event(), [_trial(IRIS), second])
+    monkeypatch.setattr(slot, "ServerClient", lambda *_a, **_k: client)
+    monkeypatch.setattr(slot, "prepare_slot_process", lambda *_a: None)
+    slot.slot_main(WorkerSettings(), 3, SLOT, client.stop)
+    assert client.names()[-3:] == ["complete", "claim with it", "release"]
+    assert client.steps() == [1, 2, 3, 4, 5, 6]  # the second trial never ran
