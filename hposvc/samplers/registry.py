@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hposvc.errors import InvalidRequestError
 from hposvc.samplers.distributions import grid_values
+from hposvc.samplers.percentile_pruner import RememberingPercentilePruner
 from hposvc.schemas.studies import PrunerSpec, SamplerSpec, StudySpec
 
 MAX_GRID_POINTS = 1_000_000
@@ -222,10 +223,10 @@ def build_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     opts = _parse("pruner", pruner.name, pruner.options, _PRUNER_OPTIONS)
     if pruner.name == "none":
         return optuna.pruners.NopPruner()
-    if pruner.name == "median":
-        return optuna.pruners.MedianPruner(**opts.model_dump())
+    if pruner.name == "median":  # Optuna's MedianPruner is its PercentilePruner at 50
+        return RememberingPercentilePruner(50.0, **opts.model_dump())
     if pruner.name == "percentile":
-        return optuna.pruners.PercentilePruner(**opts.model_dump())
+        return RememberingPercentilePruner(**opts.model_dump())
     if pruner.name == "successive_halving":
         return optuna.pruners.SuccessiveHalvingPruner(**opts.model_dump())
     if pruner.name == "hyperband":
