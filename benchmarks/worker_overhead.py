@@ -407,21 +407,31 @@ def main() -> None:
         "Trials differ between rows (TPE is not seeded alike in and out of the service), so "
         "each row trains different epochs and models: the shares compare, the walls do not.",
         "",
+        "An epoch of the hposvc rows on 1 thread took "
+        + " and ".join(
+            f"{r['train'] / r['epochs'] * 1000:.0f} ms ({label.split(', ')[1].split(' ')[0]})"
+            for label, r in rows
+            if label.startswith("hposvc") and "1 thread" in label
+        )
+        + " of training and validation here, against the issue's ~50 ms: the same "
+        "milliseconds per trial are a smaller share of slower epochs, so across machines "
+        "compare the non-training milliseconds per trial, not the shares.",
+        "",
         "Earlier (commit 2e6bda1: batch size 16 on 2 torch threads, epochs of ~34 ms): "
         "10.6% (13 ms per trial) on SQLite, 18.5% (27 ms) on PostgreSQL. Since: the shape "
         "runs on 1 torch thread at batch size 8 (see the docstring; the 2-thread rows above "
         "keep the old setting's contention visible), a CPU trial seeds only the CPU generator "
         "(0.4 ms less setup), a pruned trial's attrs go out after the next claim is answered "
-        "instead of with it. Where the service's time per trial went, traced with timestamps "
+        "instead of with it, and the report that prunes a trial and the complete carry the "
+        "slot's next claim, so their answer brings the next trial (one round trip per trial "
+        "less; the claim is made as a claim of its own would be, after the trial ended). "
+        "Where the service's time per trial went before that, traced with timestamps "
         "in the slot and the server (SQLite, 1 thread, load average 5 from other work): the "
         "claim, 4.2 ms p50 at the slot, 3.6 ms in the server, most of it TPE's own sampling "
         "(which plain Optuna pays too); the partial epoch a pruned trial trains while the "
         "answer that prunes it comes back (a report is 2.1 ms p50 at the slot, 1.5 ms in the "
         "server); ~0.5 ms per epoch between epochs (0.3 ms in process); setup ~0.8 ms; and for "
-        "a completed trial its last report, test evaluation, model upload and complete (~10 ms). "
-        "What is left is round trips on the critical path; the next step is to answer the "
-        "report that prunes (and the complete) with the slot's next trial, which saves a round "
-        "trip per trial without deciding the next trial with less than the claim knows now.",
+        "a completed trial its last report, test evaluation, model upload and complete (~10 ms).",
         "",
         "Issue's reference figures for plain Optuna on this shape: in-memory 1.6%, SQLite 24%, "
         "PostgreSQL 30% (about 100-160 ms per trial); target for the service <= 3% on SQLite "
