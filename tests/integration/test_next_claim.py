@@ -28,6 +28,11 @@ def _report(client: TestClient, trial: dict, worker: int, step: int, value: floa
     return client.post(f"/api/v1/trials/{trial['id']}/report", json=body)
 
 
+def _complete(client: TestClient, trial: dict, worker: int, next_claim: dict):
+    body = {"worker_id": worker, "values": [0.5], "next_claim": next_claim}
+    return client.post(f"/api/v1/trials/{trial['id']}/complete", json=body)
+
+
 def _trials(client: TestClient, study: str = "study") -> list[dict]:
     return client.get(f"/api/v1/studies/{study}/trials").json()["items"]
 
@@ -67,8 +72,7 @@ def test_each_complete_claims_the_next_trial_until_the_budget_is_spent(
     for i in range(3):
         assert trial is not None
         numbers.append(trial["number"])
-        body = {"worker_id": worker, "values": [0.5], "next_claim": {"request_id": f"k{i}"}}
-        r = client.post(f"/api/v1/trials/{trial['id']}/complete", json=body)
+        r = _complete(client, trial, worker, {"request_id": f"k{i}"})
         assert r.status_code == 200, r.text
         assert (r.json()["id"], r.json()["state"]) == (trial["id"], "complete")
         trial = r.json()["next_trial"]
@@ -84,12 +88,7 @@ def test_the_next_claim_is_the_claim_the_worker_would_make(client: TestClient) -
     worker = register(client)
     trial = _claim(client, worker, study="a")
     assert trial is not None
-    body = {
-        "worker_id": worker,
-        "values": [0.5],
-        "next_claim": {"study": "b", "request_id": "to-b"},
-    }
-    r = client.post(f"/api/v1/trials/{trial['id']}/complete", json=body)
+    r = _complete(client, trial, worker, {"study": "b", "request_id": "to-b"})
     assert r.json()["next_trial"]["study"] == "b"
 
 
@@ -100,12 +99,7 @@ def test_a_next_claim_that_fails_leaves_the_answer_and_the_worker_claims_itself(
     worker = register(client)
     trial = _claim(client, worker)
     assert trial is not None
-    body = {
-        "worker_id": worker,
-        "values": [0.5],
-        "next_claim": {"study": "no-such-study", "request_id": "k"},
-    }
-    r = client.post(f"/api/v1/trials/{trial['id']}/complete", json=body)
+    r = _complete(client, trial, worker, {"study": "no-such-study", "request_id": "k"})
     assert r.status_code == 200, r.text
     assert (r.json()["state"], r.json()["next_trial"]) == ("complete", None)
     own = client.post(
