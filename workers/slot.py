@@ -373,13 +373,10 @@ def run_one(
             model_upload.result()  # raises as a synchronous upload would
         elif result.model_state is not None:
             client.upload(trial.id, worker_id, "model", result.model_state)
-        values = list(result.values)
-        if next_claim is None or stop.is_set():
-            client.complete(trial.id, worker_id, values, attrs)
-            return TrialEnd(next_trial=reporter.next_trial)
-        # a user objective may have gone on after a prune: its next trial was claimed then
-        next_claim = next_claim if reporter.next_trial is None else None
-        next_trial = client.complete(trial.id, worker_id, values, attrs, next_claim)
+        # No next claim while stopping, nor when a user objective went on after the report
+        # that pruned it: that report claimed the next trial.
+        ask = None if stop.is_set() or reporter.next_trial is not None else next_claim
+        next_trial = client.complete(trial.id, worker_id, list(result.values), attrs, ask)
     return TrialEnd(next_trial=reporter.next_trial or next_trial)
 
 

@@ -519,11 +519,10 @@ def report_now(
     if fast is None:
         return None
     answer, maybe_done = fast
-    study_id = caches.study_of_trial(trial_id)
-    if maybe_done and study_id is not None:
-        check: Rest = partial(complete_study_if_done, db=db, caches=caches, study_id=study_id)
-    else:
-        check = None
+    study_id = caches.study_of_trial(trial_id) if maybe_done else None
+    check: Rest = None
+    if study_id is not None:
+        check = partial(complete_study_if_done, db=db, caches=caches, study_id=study_id)
     if not answer.should_prune or body.next_claim is None:
         return answer, check
     return answer, _next_now(db, caches, body.worker_id, body.next_claim, answer, check)
