@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -15,6 +16,8 @@ from sqlalchemy.exc import InvalidatePoolError, OperationalError, SQLAlchemyErro
 from sqlalchemy.orm import Session, sessionmaker
 
 from hposvc.errors import HposvcError, StorageError
+
+logger = logging.getLogger(__name__)
 
 _IMMEDIATE = "hposvc_immediate"
 _NOWAIT = "hposvc_nowait"
@@ -193,10 +196,23 @@ def _start_pipeline(conn: Connection) -> None:
 
 
 def _end_pipeline(conn: Connection, exc: BaseException | None) -> None:
-    """Wait for the answers of what was sent; raise the first error (unless ``exc`` is raised)."""
+    """Wait for the answers of what was sent; raise the first error (unless ``exc`` is raised).
+
+    When ``exc`` is raised, the pipeline's own error is that failure seen again (a statement
+    failed, so the pipeline aborted): it is logged at debug level. Handed ``exc``, psycopg
+    would log it as a warning, for every batch that a hot path's guard sends to the general
+    path, an expected event.
+    """
     started = conn.info.pop(_PIPELINE, None)
-    if started is not None:
-        started[0].__exit__(None if exc is None else type(exc), exc, None)
+    if started is None:
+        return
+    if exc is None:
+        started[0].__exit__(None, None, None)
+        return
+    try:
+        started[0].__exit__(None, None, None)
+    except Exception as again:  # noqa: BLE001 - exc, being raised, tells what went wrong
+        logger.debug("pipeline ended with %s after %r", again, exc)
 
 
 def _rows_now_in_a_pipeline(
