@@ -43,7 +43,9 @@ from hposvc.errors import StorageError
 from hposvc.samplers import StudyCache, StudyCaches
 from hposvc.schemas.trials import (
     ClaimedTrial,
+    CompletedTrial,
     CompleteRequest,
+    NextClaim,
     ReportRequest,
     ReportResponse,
     TrialRead,
@@ -269,6 +271,30 @@ _GUARD_NEW_CLAIMS_ANY_STUDY = _guard_statement(
     and_(_CLAIMS_AS_KNOWN, _WORKERS_REGISTERED, _NO_REQUEST_CLAIMED, _ONLY_STUDY_RUNNING)
 )
 _GUARD_FAILED = "22012"  # PostgreSQL's division_by_zero
+
+
+# A worker's next claim decided in the batch of the report or complete that carried it (see
+# ``_claim_next_here``): what ``_CLAIM_CONTEXT`` and the lease check would have said. The worker
+# holds the trial that ended, so it is registered; the request id must be new; no running
+# trial's lease may have run out (the general path hands its trial out again first); and for
+# a claim naming no study, this one must be the only study running.
+def _next_claim_guard(*, any_study: bool) -> DriverStatement:
+    request_new = ~(
+        exists()
+        .where(
+            _trials.c.worker_id == bindparam("g_worker"),
+            _trials.c.claim_request_id == bindparam("g_request"),
+        )
+        .correlate_except(_trials)
+    )
+    condition = and_(~_a_lease_ran_out(_trials), request_new)
+    if any_study:
+        condition = and_(condition, _ONLY_STUDY_RUNNING)
+    return DriverStatement(_guard_statement(condition))
+
+
+_GUARD_NEXT_CLAIM = _next_claim_guard(any_study=False)
+_GUARD_NEXT_CLAIM_ANY_STUDY = _next_claim_guard(any_study=True)
 
 
 class _Writes:
@@ -549,9 +575,13 @@ def _decide_together(
     time under the lock). Every request ends ``done``: with its answer, None for the general
     path (it wrote nothing), or the error that rolled the transaction back. Answers go out
     only after the commit.
+
+    On PostgreSQL a report that prunes its trial, or a complete, whose ``next_claim`` claims
+    from this study has that claim decided right after it in the same transaction (see
+    ``_claim_next_here``): the batch it would otherwise take of its own is saved.
     """
     cache = caches.get(study_id)
-    mutated = stale = guarded = False
+    mutated = stale = guarded = next_guarded = False
     try:
         if cache is None:
             return
@@ -560,6 +590,7 @@ def _decide_together(
             known = None  # something else moved the study on since
         seen: set[int] = set()
         claimed: list[_TrialRow] = []
+        rode: list[tuple[ClaimedTrial, NextClaim]] = []  # next claims decided in the batch
         # Pipelined: BEGIN and the lock in one round trip, the writes with the COMMIT in
         # another (a claim, which reads the new trial's id, waits for the writes before it);
         # with the rows known here, the guard, the writes and the COMMIT in one.
@@ -606,17 +637,35 @@ def _decide_together(
                 mutated = mutated or hot.mutated
                 if hot.claimed is not None:
                     claimed.append(hot.claimed)
+                nxt = None if db.is_sqlite else _rides(q, cache, caches, study_id)
+                if nxt is not None and _ended(q.answer):
+                    hot = _Locked(conn, cache, study, _TrialRow(), now)
+                    try:
+                        next_guarded = True
+                        trial = _claim_next_here(db, hot, q.body.worker_id, nxt)
+                    except _GeneralPath:
+                        if hot.mutated:
+                            stale = True
+                            break
+                        continue
+                    q.answer = _with_next_trial(q.answer, trial)
+                    mutated = True
+                    claimed.append(hot.claimed)
+                    rode.append((trial, nxt))
         if stale:
             caches.drop(study_id)
             return
         if mutated:
             cache.seq = study.seq + 1
+        for trial, nxt in rode:  # as fast_claim remembers a claim it made
+            caches.remember_trial(trial.id, study_id)
+            caches.remember_claim_target(nxt.study, study_id)
         if not db.is_sqlite:  # where no round trip is saved, nothing is kept
             _remember(cache, known, study, [*(by_trial[n] for n in seen), *claimed])
     except BaseException as exc:
-        if mutated or stale or guarded:
+        if mutated or stale or guarded or next_guarded:
             caches.drop(study_id)
-        if guarded and _guard_failed(exc):
+        if (guarded or next_guarded) and _guard_failed(exc):
             for q in queued:  # nothing was written: the general path reads the database
                 q.answer = None
             return
@@ -625,6 +674,48 @@ def _decide_together(
     finally:
         for q in queued:
             q.done = True
+
+
+def _rides(q: _Queued, cache: StudyCache, caches: StudyCaches, study_id: int) -> NextClaim | None:
+    """The next claim a report or complete carries, if it claims from this study: one naming
+    it, or naming none where the last claim naming none came here (checked again by
+    ``_GUARD_NEXT_CLAIM_ANY_STUDY``)."""
+    nxt = q.body.next_claim if isinstance(q.body, ReportRequest | CompleteRequest) else None
+    if nxt is None:
+        return None
+    if nxt.study is None:
+        return nxt if caches.claim_target(None) == study_id else None
+    return nxt if nxt.study == cache.spec.name else None
+
+
+def _ended(answer: Any) -> bool:
+    """Whether a decided report or complete ended its trial (then its next claim is made)."""
+    if isinstance(answer, tuple):  # a report's (answer, may complete the study)
+        return bool(answer[0].should_prune)
+    return answer is not None  # a complete's trial
+
+
+def _claim_next_here(db: Database, hot: _Locked, worker_id: int, nxt: NextClaim) -> ClaimedTrial:
+    """The worker's next claim, decided in the batch of the request that ended its trial (on
+    PostgreSQL): the claim ``trials.claim_next`` would make right after the batch, without a
+    batch of its own. ``_GUARD_NEXT_CLAIM`` fails the transaction (then every request of the
+    batch goes to the general path, nothing written) unless the claim may be decided here."""
+    keys = {
+        "g_study": hot.cache.study_id,
+        "b_now": hot.now,
+        "g_worker": worker_id,
+        "g_request": nxt.request_id,
+    }
+    (_GUARD_NEXT_CLAIM_ANY_STUDY if nxt.study is None else _GUARD_NEXT_CLAIM).run(hot.conn, keys)
+    return _claim(hot, worker_id, nxt.request_id, db.reserve_id("trials"))
+
+
+def _with_next_trial(answer: Any, trial: ClaimedTrial) -> Any:
+    """A report's or complete's answer carrying the worker's next trial."""
+    if isinstance(answer, tuple):
+        answer[0].next_trial = trial
+        return answer
+    return CompletedTrial.model_construct(**answer.__dict__, next_trial=trial)
 
 
 def _guard(

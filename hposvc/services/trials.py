@@ -317,7 +317,7 @@ def report(
         LeaseLostError: the worker does not hold the trial (its lease expired, or it finished).
     """
     answer = _report(db=db, caches=caches, trial_id=trial_id, body=body)
-    if answer.should_prune and body.next_claim is not None:
+    if answer.should_prune and body.next_claim is not None and answer.next_trial is None:
         answer.next_trial = claim_next(
             db=db, caches=caches, worker_id=body.worker_id, next_claim=body.next_claim
         )
@@ -382,7 +382,7 @@ def complete(
         InvalidStateError: the trial already finished with other values.
     """
     answer = _completed(_complete(db=db, caches=caches, trial_id=trial_id, body=body))
-    if body.next_claim is not None:
+    if body.next_claim is not None and answer.next_trial is None:
         answer.next_trial = claim_next(
             db=db, caches=caches, worker_id=body.worker_id, next_claim=body.next_claim
         )

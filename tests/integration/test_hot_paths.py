@@ -17,7 +17,7 @@ from hposvc.domain.states import TrialState
 from hposvc.errors import NotFoundError
 from hposvc.samplers import StudyCaches
 from hposvc.schemas.studies import StudySpec
-from hposvc.schemas.trials import CompleteRequest, ReportRequest, UserAttrsRequest
+from hposvc.schemas.trials import CompleteRequest, NextClaim, ReportRequest, UserAttrsRequest
 from hposvc.schemas.workers import WorkerRegister
 from hposvc.services import hot_paths, studies, trials, workers
 from tests.factories import make_spec
@@ -645,4 +645,113 @@ def test_a_claim_sent_twice_into_one_batch_claims_one_trial(postgres_url: str) -
     again = trials.claim(db=db, caches=caches, worker_id=worker, request_id="r1")
     assert again is not None and again.id == first.answer.id
     assert [t["claim_request_id"] for t in _rows(url)["trials"]].count("r1") == 1
+    db.dispose()
+
+
+# -- the next claim decided in the batch of the request that ends the trial (PostgreSQL) ----
+
+
+@pytest.fixture
+def batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per batch decided (``_decide_together``), with its number of requests."""
+    seen: list[int] = []
+    real = hot_paths._decide_together
+
+    def counting(db: Database, caches: StudyCaches, study_id: int, queued: list[Any]) -> None:
+        seen.append(len(queued))
+        real(db, caches, study_id, queued)
+
+    monkeypatch.setattr(hot_paths, "_decide_together", counting)
+    return seen
+
+
+def _complete_asking(worker: int, request_id: str, study: str | None = None) -> CompleteRequest:
+    nxt = NextClaim(study=study, request_id=request_id)
+    return CompleteRequest(worker_id=worker, values=[0.5], next_claim=nxt)
+
+
+@pytest.mark.postgres
+def test_a_next_claim_is_decided_in_the_batch_that_ends_the_trial(
+    postgres_url: str, batches: list[int], context_reads: list[int]
+) -> None:
+    """One batch completes the trial and claims the next (no context read, no batch of its
+    own); the next trial's rows are known here after it; a retry replays the same trial."""
+    url = _fresh(postgres_url, None, "")
+    db, caches, worker, held = _assumed_study(url)
+    batches.clear()
+    context_reads.clear()
+    body = _complete_asking(worker, "n1")
+    done = trials.complete(db=db, caches=caches, trial_id=held.id, body=body)
+    assert done.next_trial is not None and batches == [1] and not context_reads
+    assert done.next_trial.id in caches.get(held.study_id).known_rows.trials
+    assert caches.study_of_trial(done.next_trial.id) == held.study_id
+    again = trials.complete(db=db, caches=caches, trial_id=held.id, body=body)
+    assert again.next_trial is not None and again.next_trial.id == done.next_trial.id
+    assert [t["claim_request_id"] for t in _rows(url)["trials"]].count("n1") == 1
+    named = _complete_asking(worker, "n2", study=done.study)
+    batches.clear()
+    after = trials.complete(db=db, caches=caches, trial_id=done.next_trial.id, body=named)
+    assert after.next_trial is not None and batches == [1]
+    db.dispose()
+
+
+@pytest.mark.postgres
+def test_a_next_claim_with_a_used_request_id_is_left_to_the_general_path(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The worker's next claim reuses the key of the claim that got its trial: its guard
+    fails the batch, which writes nothing; the general path completes the trial and replays
+    that key's claim (its trial has ended: no next trial), so no second trial carries it."""
+    url = _fresh(postgres_url, None, "")
+    db, caches, worker, _held = _assumed_study(url)
+    held = trials.claim(db=db, caches=caches, worker_id=worker, request_id="k1")
+    assert held is not None
+    with caplog.at_level(logging.DEBUG):
+        done = trials.complete(
+            db=db, caches=caches, trial_id=held.id, body=_complete_asking(worker, "k1")
+        )
+    assert done.state == TrialState.COMPLETE and done.next_trial is None
+    assert [t["claim_request_id"] for t in _rows(url)["trials"]].count("k1") == 1
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    db.dispose()
+
+
+@pytest.mark.postgres
+def test_a_next_claim_naming_no_study_goes_to_the_general_path_once_another_runs(
+    postgres_url: str,
+) -> None:
+    """Another server starts a second study: the batch's guard fails the next claim naming
+    none, and the general path chooses the study; nothing is claimed twice."""
+    url = _fresh(postgres_url, None, "")
+    db, caches, worker, held = _assumed_study(url)
+    spec = make_spec(name="second", sampler={"name": "random", "seed": 6})
+    other_db = Database(url)
+    studies.create_study(db=other_db, spec=StudySpec.model_validate(spec))
+    other_db.dispose()
+    done = trials.complete(
+        db=db, caches=caches, trial_id=held.id, body=_complete_asking(worker, "n1")
+    )
+    assert done.state == TrialState.COMPLETE and done.next_trial is not None
+    assert caches.claim_target(None) is None  # nothing is assumed about it now
+    assert [t["claim_request_id"] for t in _rows(url)["trials"]].count("n1") == 1
+    db.dispose()
+
+
+@pytest.mark.postgres
+def test_a_next_claim_sees_a_lease_that_ran_out(postgres_url: str) -> None:
+    """Another worker's lease ran out with nothing written: the batch's guard fails the next
+    claim, and the general path expires that trial before it claims."""
+    url = _fresh(postgres_url, None, "")
+    db, caches, worker, held = _assumed_study(url)
+    other = workers.register(db=db, body=WorkerRegister(name="w2", host="h"))
+    quiet = trials.claim(db=db, caches=caches, worker_id=other)
+    assert quiet is not None
+    with db.session(write=True) as session:
+        session.get(Trial, quiet.id).lease_expires_at = utcnow() - timedelta(seconds=1)
+    done = trials.complete(
+        db=db, caches=caches, trial_id=held.id, body=_complete_asking(worker, "n1")
+    )
+    assert done.state == TrialState.COMPLETE and done.next_trial is not None
+    with db.session() as session:
+        assert session.get(Trial, quiet.id).state != TrialState.RUNNING.value
     db.dispose()
