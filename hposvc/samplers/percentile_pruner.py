@@ -21,6 +21,7 @@ from __future__ import annotations
 import bisect
 import math
 from typing import TYPE_CHECKING
+from weakref import WeakKeyDictionary
 
 from optuna.pruners import PercentilePruner
 from optuna.pruners._percentile import (
@@ -84,7 +85,10 @@ class RememberingPercentilePruner(PercentilePruner):
 
     def __init__(self, percentile: float, **options: int) -> None:
         super().__init__(percentile, **options)
-        self._studies: dict[tuple[int, int], _CompletedTrials] = {}
+        # per storage (gone with it) and study
+        self._studies: WeakKeyDictionary[InMemoryStorage, dict[int, _CompletedTrials]] = (
+            WeakKeyDictionary()
+        )
 
     def prune(self, study: Study, trial: FrozenTrial) -> bool:
         # Optuna's PercentilePruner.prune, but for where the completed trials' values come from.
@@ -128,9 +132,9 @@ class RememberingPercentilePruner(PercentilePruner):
         if not isinstance(storage, InMemoryStorage):
             return None
         trials = storage.get_all_trials(study._study_id, deepcopy=False)  # a list copy, no filter
-        key = (id(storage), study._study_id)
-        kept = self._studies.get(key)
-        if kept is None or kept.seen > len(trials):
-            kept = self._studies[key] = _CompletedTrials()
+        studies = self._studies.setdefault(storage, {})
+        kept = studies.get(study._study_id)
+        if kept is None:
+            kept = studies[study._study_id] = _CompletedTrials()
         kept.update(trials)
         return kept
