@@ -557,6 +557,16 @@ def _assumed_study(url: str) -> tuple[Database, StudyCaches, int, Any]:
     return db, caches, worker, held
 
 
+def _assumed_study_then_a_second_elsewhere(url: str) -> tuple[Database, StudyCaches, int, Any]:
+    """``_assumed_study``, then another server starts a second study."""
+    db, caches, worker, held = _assumed_study(url)
+    spec = make_spec(name="second", sampler={"name": "random", "seed": 6})
+    other_db = Database(url)
+    studies.create_study(db=other_db, spec=StudySpec.model_validate(spec))
+    other_db.dispose()
+    return db, caches, worker, held
+
+
 @pytest.fixture
 def context_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """One entry per claim that read ``_CLAIM_CONTEXT`` before taking the study's lock."""
@@ -615,11 +625,7 @@ def test_a_claim_naming_no_study_is_not_decided_on_assumptions_once_another_runs
     """Another server starts a second study: which study a claim naming none goes to is the
     general path's call again, and the claims after it read their context."""
     url = _fresh(postgres_url, None, "")
-    db, caches, worker, held = _assumed_study(url)
-    spec = make_spec(name="second", sampler={"name": "random", "seed": 6})
-    other_db = Database(url)
-    studies.create_study(db=other_db, spec=StudySpec.model_validate(spec))
-    other_db.dispose()
+    db, caches, worker, held = _assumed_study_then_a_second_elsewhere(url)
     guard_calls.clear()
     context_reads.clear()
     claimed = trials.claim(db=db, caches=caches, worker_id=worker, request_id="r1")
@@ -723,11 +729,7 @@ def test_a_next_claim_naming_no_study_goes_to_the_general_path_once_another_runs
     """Another server starts a second study: the batch's guard fails the next claim naming
     none, and the general path chooses the study; nothing is claimed twice."""
     url = _fresh(postgres_url, None, "")
-    db, caches, worker, held = _assumed_study(url)
-    spec = make_spec(name="second", sampler={"name": "random", "seed": 6})
-    other_db = Database(url)
-    studies.create_study(db=other_db, spec=StudySpec.model_validate(spec))
-    other_db.dispose()
+    db, caches, worker, held = _assumed_study_then_a_second_elsewhere(url)
     done = trials.complete(
         db=db, caches=caches, trial_id=held.id, body=_complete_asking(worker, "n1")
     )
