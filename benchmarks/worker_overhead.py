@@ -63,6 +63,7 @@ import sys
 import tempfile
 import time
 import zlib
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -239,10 +240,12 @@ def service_share(
     return _share(last - first, histories, trials=len(trials), states=_states(trials))
 
 
-def _states(trials: list[dict[str, Any]]) -> str:
-    counts: dict[str, int] = {}
-    for t in trials:
-        counts[t["state"]] = counts.get(t["state"], 0) + 1
+def _states(trials: list[dict[str, Any]]) -> Counter[str]:
+    """How many trials ended in each state."""
+    return Counter(t["state"] for t in trials)
+
+
+def _states_text(counts: Counter[str]) -> str:
     return ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
 
 
@@ -274,19 +277,10 @@ def _with_pooled(
                 "epochs": sum(r["epochs"] for _, r in mine),
                 "trials": sum(r["trials"] for _, r in mine),
                 "share": 1 - train / wall,
-                "states": _sum_states([r["states"] for _, r in mine]),
+                "states": sum((r["states"] for _, r in mine), Counter()),
             }
             rows.append((label, "all", pooled))
     return rows
-
-
-def _sum_states(states: list[str]) -> str:
-    counts: dict[str, int] = {}
-    for text in states:
-        for part in text.split(", "):
-            n, state = part.split(" ", 1)
-            counts[state] = counts.get(state, 0) + int(n)
-    return ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
 
 
 def _same_trials(rows: list[tuple[str, int | str, dict[str, Any]]]) -> str:
@@ -471,8 +465,9 @@ def main() -> None:
         "training per trial ms | non-training per trial ms |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|",
         *(
-            f"| {label} | {seed} | {r['states']} | {r['epochs']} | {r['wall']:.2f} | "
-            f"{r['train']:.2f} | **{r['share']:.1%}** | {r['train'] / r['trials'] * 1000:.0f} | "
+            f"| {label} | {seed} | {_states_text(r['states'])} | {r['epochs']} | "
+            f"{r['wall']:.2f} | {r['train']:.2f} | **{r['share']:.1%}** | "
+            f"{r['train'] / r['trials'] * 1000:.0f} | "
             f"{(r['wall'] - r['train']) / r['trials'] * 1000:.0f} |"
             for label, seed, r in rows
         ),

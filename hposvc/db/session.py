@@ -206,13 +206,12 @@ def _end_pipeline(conn: Connection, exc: BaseException | None) -> None:
     started = conn.info.pop(_PIPELINE, None)
     if started is None:
         return
-    if exc is None:
-        started[0].__exit__(None, None, None)
-        return
     try:
         started[0].__exit__(None, None, None)
-    except Exception as again:  # noqa: BLE001 - exc, being raised, tells what went wrong
-        logger.debug("pipeline ended with %s after %r", again, exc)
+    except Exception as again:
+        if exc is None:
+            raise
+        logger.debug("pipeline ended with %s after %r", again, exc)  # exc tells what went wrong
 
 
 def _rows_now_in_a_pipeline(
