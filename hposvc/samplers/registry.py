@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from hposvc.errors import InvalidRequestError
 from hposvc.samplers.distributions import grid_values
 from hposvc.samplers.percentile_pruner import RememberingPercentilePruner
+from hposvc.samplers.tpe import RememberingTPESampler
 from hposvc.schemas.studies import PrunerSpec, SamplerSpec, StudySpec
 
 MAX_GRID_POINTS = 1_000_000
@@ -162,7 +163,7 @@ def build_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
         group = opts.group if opts.group is not None else (multivariate and conditional)
         if group and not multivariate:
             raise InvalidRequestError("sampler.options.group: needs multivariate: true")
-        return optuna.samplers.TPESampler(
+        return RememberingTPESampler(
             n_startup_trials=opts.n_startup_trials,
             n_ei_candidates=opts.n_ei_candidates,
             multivariate=multivariate,
