@@ -36,6 +36,8 @@ from optuna.samplers._tpe.sampler import (
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from hposvc.samplers import log_ndtr
+
 if TYPE_CHECKING:
     from optuna import Study
     from optuna.distributions import BaseDistribution
@@ -71,6 +73,7 @@ class RememberingTPESampler(TPESampler):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        log_ndtr.install()  # the same floats as optuna's, sooner (hposvc/samplers/log_ndtr.py)
         self._finished: dict[int, _Seen] = {}
         self._spaces: list[_Space] = []
 

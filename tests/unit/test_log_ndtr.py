@@ -1,0 +1,70 @@
+"""hposvc/samplers/log_ndtr.py returns optuna's log normal CDF bit for bit, and TPE samples the
+same with it as with optuna's own."""
+
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import pytest
+from optuna.samplers._tpe import _truncnorm
+
+from hposvc.samplers import log_ndtr as ours
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def _values() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    edges = np.array([6.0, -20.0, 1.0, -1.0, 0.0, -0.0, 2**0.5, -(2**0.5)])
+    near = np.concatenate([np.nextafter(edges, np.inf), np.nextafter(edges, -np.inf), edges])
+    special = np.array([np.inf, -np.inf, np.nan, 5e-324, -5e-324, 1e300, -1e150, -1e153, 37.0])
+    return np.concatenate(
+        [
+            rng.uniform(-40, 40, 400_000),
+            rng.normal(0, 3, 400_000),
+            rng.uniform(-1.5, 1.5, 200_000),
+            rng.uniform(5.5, 6.5, 50_000),
+            rng.uniform(-20.5, -19.5, 50_000),
+            -np.exp(rng.uniform(np.log(20), np.log(1e150), 200_000)),  # the left tail's series
+            near,
+            special,
+        ]
+    )
+
+
+def test_it_returns_optunas_floats_bit_for_bit() -> None:
+    values = _values()
+    with np.errstate(invalid="ignore"):  # optuna's series warns on NaN
+        theirs = ours._optunas_log_ndtr(values)
+    mine = ours.log_ndtr(values)
+    assert mine.dtype == theirs.dtype == np.float64
+    same = mine.view(np.int64) == theirs.view(np.int64)
+    assert same.all(), values[~same][:5]
+
+
+@pytest.mark.parametrize("shape", [(0,), (3, 4), (1,)])
+def test_it_keeps_the_shape(shape: tuple[int, ...]) -> None:
+    values = np.linspace(-25, 8, int(np.prod(shape))).reshape(shape)
+    np.testing.assert_array_equal(ours.log_ndtr(values), ours._optunas_log_ndtr(values))
+    assert ours.log_ndtr(values).shape == shape
+
+
+def _tpe_params(seed: int) -> list[dict]:
+    def objective(trial: optuna.Trial) -> float:
+        units = trial.suggest_int("units", 16, 512, log=True)
+        layers = trial.suggest_int("layers", 1, 6)
+        lr = trial.suggest_float("lr", 1e-5, 1e-1, log=True)
+        drop = trial.suggest_float("dropout", 0.0, 0.5, step=0.05)
+        return abs(units - 100) / 100 + layers / 3 + abs(np.log10(lr) + 3) + drop
+
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=5))
+    study.optimize(objective, n_trials=60)
+    return [t.params for t in study.trials]
+
+
+def test_tpe_samples_the_same_with_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Int and stepped parameters, whose kernels' masses go through the log CDF."""
+    monkeypatch.setattr(_truncnorm, "_log_ndtr", ours._optunas_log_ndtr)
+    theirs = [_tpe_params(seed) for seed in range(3)]
+    monkeypatch.setattr(_truncnorm, "_log_ndtr", ours.log_ndtr)
+    assert [_tpe_params(seed) for seed in range(3)] == theirs
