@@ -26,7 +26,10 @@ from sqlalchemy.engine import Dialect
 @dataclass(frozen=True)
 class _Compiled:
     sql: str
-    names: tuple[str, ...]  # parameters in the order the SQL takes them (positional styles)
+    # The statement's parameters: in the order the SQL takes them (positional styles), else
+    # by name. Only these are sent: the driver caches its parse of a statement sent with at
+    # most 50 parameters (psycopg), and callers pass parameters shared by several statements.
+    names: tuple[str, ...]
     positional: bool
     fixed: dict[str, Any]  # values the statement carries itself (``.values(state="...")``)
     processors: dict[str, Callable[[Any], Any]]
@@ -57,7 +60,7 @@ class DriverStatement:
                     fixed[name] = bind.effective_value
             done = _Compiled(
                 sql=compiled.string,
-                names=tuple(compiled.positiontup or ()),
+                names=tuple(compiled.positiontup or compiled.binds),
                 positional=compiled.positional,
                 fixed=fixed,
                 processors=processors,
@@ -75,16 +78,11 @@ class DriverStatement:
         compiled = self._for(conn.dialect)
         values = {**compiled.fixed, **params} if compiled.fixed else params
         processors = compiled.processors
-        if compiled.positional:
-            args: Any = tuple(
-                processors[name](values[name]) if name in processors else values[name]
-                for name in compiled.names
-            )
-        else:
-            args = {
-                name: processors[name](value) if name in processors else value
-                for name, value in values.items()
-            }
+        row = [
+            processors[name](values[name]) if name in processors else values[name]
+            for name in compiled.names
+        ]
+        args = tuple(row) if compiled.positional else dict(zip(compiled.names, row, strict=True))
         cursor = conn.connection.driver_connection.cursor()
         try:
             cursor.execute(compiled.sql, args)

@@ -49,3 +49,23 @@ def test_a_driver_statement_takes_only_what_it_can_run(database_url: str) -> Non
     with db.connection(write=True) as conn, pytest.raises(ValueError, match="expanding"):
         DriverStatement(expanding).run(conn, {"ids": [1]})
     db.dispose()
+
+
+@pytest.mark.postgres
+def test_a_driver_statement_sends_psycopg_only_its_own_parameters(postgres_url: str) -> None:
+    """The hot paths pass one set of parameters to several statements. psycopg parses a
+    statement anew on every run when it comes with more than 50 parameters; with only its own,
+    the parse is cached."""
+    from psycopg._queries import _query2pg
+
+    db = Database(postgres_url)
+    at = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
+    shared = {"b_slots": 1, "b_devices": [], "b_at": at, **{f"other_{i}": i for i in range(60)}}
+    statement = DriverStatement(_INSERT)
+    with db.connection(write=True) as conn:
+        statement.run(conn, {**shared, "b_name": f"first-{uuid.uuid4().hex}"})
+        hits = _query2pg.cache_info().hits
+        for _ in range(3):
+            statement.run(conn, {**shared, "b_name": f"again-{uuid.uuid4().hex}"})
+        assert _query2pg.cache_info().hits == hits + 3
+    db.dispose()
