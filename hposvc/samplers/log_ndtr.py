@@ -26,6 +26,8 @@ _erf = np.frompyfunc(math.erf, 1, 1)
 _erfc = np.frompyfunc(math.erfc, 1, 1)
 _log = np.frompyfunc(math.log, 1, 1)
 _pow = np.frompyfunc(math.pow, 2, 1)
+# optuna's own, before ``install``: the per-element function serves the values this module
+# leaves to it; the array function is what tests/unit/test_log_ndtr.py compares against.
 _optunas_log_ndtr = _truncnorm._log_ndtr
 _optunas_log_ndtr_single = _truncnorm._log_ndtr_single
 

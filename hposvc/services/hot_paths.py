@@ -581,6 +581,9 @@ def _decide_together(
     ``_claim_next_here``): the batch it would otherwise take of its own is saved.
     """
     cache = caches.get(study_id)
+    # guarded: the batch's rows were checked by ``_guard`` (assumed claims may then be
+    # decided); next_guarded: a next claim's own guard was sent, which vouches for that claim
+    # alone. Either guard failing rolls the whole batch back to the general path.
     mutated = stale = guarded = next_guarded = False
     try:
         if cache is None:
