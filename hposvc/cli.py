@@ -40,7 +40,7 @@ def server(
     settings = Settings(**overrides)
     configure_logging(settings.log_level)
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, freeze_startup_heap=True),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),

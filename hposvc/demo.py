@@ -27,7 +27,10 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "digits_cnn.yaml"
 
 def _start_server(settings: Settings) -> uvicorn.Server:
     config = uvicorn.Config(
-        create_app(settings), host=settings.host, port=settings.port, log_level="warning"
+        create_app(settings, freeze_startup_heap=True),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
     )
     server = uvicorn.Server(config)
     threading.Thread(target=server.run, daemon=True, name="demo-server").start()
