@@ -32,6 +32,7 @@ from benchmarks.common import REPO, RESULTS, machine, write_section  # noqa: E40
 # name -> extra arguments in quick mode
 SCRIPTS: dict[str, list[str]] = {
     "dispatch": ["--quick"],
+    "idle_polls": ["--quick"],
     "short_trials": ["--quick"],
     "cost_growth": ["--quick"],
     "worker_overhead": ["--quick"],

@@ -280,6 +280,7 @@ class StudyCaches:
         self._guard = threading.Lock()
         self._trial_study: dict[int, int] = {}
         self._claim_targets: dict[str | None, int] = {}
+        self._empty_claims: set[str | None] = set()
 
     def claim_target(self, study_name: str | None) -> int | None:
         """The study a claim naming ``study_name`` (None: any study) last went to, if any.
@@ -291,6 +292,17 @@ class StudyCaches:
     def remember_claim_target(self, study_name: str | None, study_id: int) -> None:
         with self._guard:  # ``drop`` forgets a study's targets under it
             self._claim_targets[study_name] = study_id
+
+    def note_claim(self, study_name: str | None, *, got_trial: bool) -> None:
+        """How the last claim naming ``study_name`` (None: any study) ended."""
+        if got_trial:
+            self._empty_claims.discard(study_name)
+        else:
+            self._empty_claims.add(study_name)
+
+    def claims_came_back_empty(self, study_name: str | None) -> bool:
+        """Whether the last claim naming ``study_name`` got no trial (``idle_claims``)."""
+        return study_name in self._empty_claims
 
     def study_of_trial(self, trial_id: int) -> int | None:
         return self._trial_study.get(trial_id)

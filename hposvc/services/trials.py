@@ -57,6 +57,7 @@ from hposvc.services.hot_paths import (
     fast_report,
     fast_set_user_attrs,
 )
+from hposvc.services.idle_claims import nothing_to_claim
 from hposvc.services.leases import (
     expire_leases_without_commit,
     expire_trial_without_commit,
@@ -125,6 +126,21 @@ def claim(
     Raises:
         NotFoundError: unknown worker or study.
     """
+    keys = {"worker_id": worker_id, "study_name": study_name, "request_id": request_id}
+    if nothing_to_claim(db=db, caches=caches, **keys):
+        return None
+    claimed = _claim(db, caches, **keys)
+    caches.note_claim(study_name, got_trial=claimed is not None)
+    return claimed
+
+
+def _claim(
+    db: Database,
+    caches: StudyCaches,
+    worker_id: int,
+    study_name: str | None,
+    request_id: str | None,
+) -> ClaimedTrial | None:
     fast = fast_claim(
         db=db, caches=caches, worker_id=worker_id, study_name=study_name, request_id=request_id
     )
@@ -495,6 +511,8 @@ def claim_now(
     request_id: str | None,
 ) -> ClaimedTrial | None:
     """``claim``'s new trial, or None."""
+    if caches.claims_came_back_empty(study_name):
+        return None  # likely nothing to claim: ``claim`` finds out without locking the study
     fast = fast_claim(
         db=db,
         caches=caches,
