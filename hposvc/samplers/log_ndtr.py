@@ -36,37 +36,49 @@ def _ndtr(a: np.ndarray) -> np.ndarray:
     """optuna's ``_ndtr_single`` on each element."""
     x = a / _SQRT2
     low = x < -1 / _SQRT2
-    middle = ~low & (x < 1 / _SQRT2)
-    high = ~(low | middle)
+    high = x >= 1 / _SQRT2
     y = np.empty(x.shape)
-    y[low] = 0.5 * _erfc(-x[low]).astype(float)
-    y[middle] = 0.5 + 0.5 * _erf(x[middle]).astype(float)
-    y[high] = 1.0 - 0.5 * _erfc(x[high]).astype(float)
+    middle = ~(low | high)
+    if low.any():
+        y[low] = 0.5 * _erfc(-x[low]).astype(float)
+    if middle.any():
+        y[middle] = 0.5 + 0.5 * _erf(x[middle]).astype(float)
+    if high.any():
+        y[high] = 1.0 - 0.5 * _erfc(x[high]).astype(float)
     return y
 
 
 def _log_ndtr_left_tail(a: np.ndarray) -> np.ndarray:
     """optuna's asymptotic series for ``a <= -20`` on each element: every element runs the
-    same steps as in optuna's loop, and stops when its own terms stop changing the sum."""
+    same steps as in optuna's loop, and stops when its own terms stop changing the sum.
+
+    Step i is the same for every element still summing, so they step together, and an
+    element leaves the arrays once its sum has stopped changing.
+    """
     a2 = _pow(a, 2.0).astype(float)  # a**2, as Python computes it (libm's pow)
     log_lhs = -0.5 * a2 - _log(-a).astype(float) - 0.5 * math.log(2 * math.pi)
-    last_total = np.zeros(a.shape)
-    right_hand_side = np.ones(a.shape)
-    numerator = np.ones(a.shape)
-    denom_factor = np.ones(a.shape)
-    denom_cons = 1 / a2
-    sign = np.ones(a.shape)
-    i = np.zeros(a.shape)
-    active = np.abs(last_total - right_hand_side) > sys.float_info.epsilon
-    while active.any():
-        i[active] += 1
-        last_total[active] = right_hand_side[active]
-        sign[active] = -sign[active]
-        denom_factor[active] *= denom_cons[active]
-        numerator[active] *= 2 * i[active] - 1
-        right_hand_side[active] += sign[active] * numerator[active] * denom_factor[active]
-        active = np.abs(last_total - right_hand_side) > sys.float_info.epsilon
-    return log_lhs + _log(right_hand_side).astype(float)
+    total = np.empty(a.shape)
+    left = np.arange(a.size)  # the elements still summing
+    right_hand_side = np.ones(a.size)
+    numerator = np.ones(a.size)
+    denom_factor = np.ones(a.size)
+    denom_cons = 1 / a2.ravel()
+    sign, i = 1, 0
+    while left.size:
+        i += 1
+        last_total = right_hand_side
+        sign = -sign
+        denom_factor = denom_factor * denom_cons
+        numerator = numerator * (2 * i - 1)
+        right_hand_side = right_hand_side + sign * numerator * denom_factor
+        going_on = np.abs(last_total - right_hand_side) > sys.float_info.epsilon
+        if not going_on.all():
+            done = ~going_on
+            total.flat[left[done]] = right_hand_side[done]
+            left, right_hand_side = left[going_on], right_hand_side[going_on]
+            numerator, denom_factor = numerator[going_on], denom_factor[going_on]
+            denom_cons = denom_cons[going_on]
+    return log_lhs + _log(total).astype(float)
 
 
 def log_ndtr(a: np.ndarray) -> np.ndarray:
@@ -77,9 +89,12 @@ def log_ndtr(a: np.ndarray) -> np.ndarray:
     tail = ~(upper | middle) & (a > -1e150)  # a**2 would overflow past -1.3e154
     odd = ~(upper | middle | tail)  # NaN, -inf, and values beyond
     out = np.empty(a.shape)
-    out[upper] = -_ndtr(-a[upper])
-    out[middle] = _log(_ndtr(a[middle])).astype(float)
-    out[tail] = _log_ndtr_left_tail(a[tail])
+    if upper.any():
+        out[upper] = -_ndtr(-a[upper])
+    if middle.any():
+        out[middle] = _log(_ndtr(a[middle])).astype(float)
+    if tail.any():
+        out[tail] = _log_ndtr_left_tail(a[tail])
     if odd.any():
         out[odd] = [_optunas_log_ndtr_single(value) for value in a[odd].tolist()]
     return out
