@@ -8,6 +8,10 @@ loop ask -> 10 x (report + should_prune) -> tell on Optuna's RDBStorage on the s
 database, with the same sampler and pruner.
 
     .venv/bin/python -m benchmarks.dispatch --quick
+    .venv/bin/python -m benchmarks.dispatch --workers 4 --repeat 3   # the target's rows
+
+``--repeat N`` runs each row's pair (hposvc, then Optuna) N times and shows the median ratio:
+on a shared machine a single pair's ratio moves by a third between runs.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import statistics
 import time
 import uuid
 from collections import Counter
@@ -206,12 +211,33 @@ def _run_processes(target: Any, arg: Any, k: int, kinds: tuple[str, ...]) -> dic
     }
 
 
+def _row(db_kind: str, sampler: str, k: int, pairs: list[tuple[dict, dict]], load: float) -> str:
+    """One table row from ``pairs`` of (hposvc, Optuna) runs made one after the other: the
+    median of the pairs' ratios, and the latencies of the pair that has it."""
+    ratios = [svc["rate"] / opt["rate"] for svc, opt in pairs]
+    svc, opt = sorted(pairs, key=lambda pair: pair[0]["rate"] / pair[1]["rate"])[len(pairs) // 2]
+    latencies = [
+        " / ".join(f"{p50:.1f}/{p95:.1f}/{p99:.1f}" for p50, p95, p99 in run["latency"].values())
+        for run in (svc, opt)
+    ]
+    duplicates = [sum(run["duplicates"] for run in side) for side in zip(*pairs, strict=True)]
+    return (
+        f"| {db_kind} | {sampler} | {k} | {svc['rate']:.1f} | {opt['rate']:.1f} | "
+        f"**{statistics.median(ratios):.1f}×** | "
+        + ", ".join(f"{r:.1f}" for r in ratios)
+        + f" | {latencies[0]} | {latencies[1]} | {duplicates[0]} / {duplicates[1]} | {load:.1f} |"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer trials (minutes, not hours)")
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--samplers", default="random,grid,tpe")
     parser.add_argument("--workers", default="1,4,16")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="pairs of runs per row (the median ratio is shown)"
+    )
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
     n_trials = 200 if args.quick else 1000
@@ -221,35 +247,30 @@ def main() -> None:
             for k in (int(x) for x in args.workers.split(",")):
                 n = GRID_A * GRID_B if sampler == "grid" else n_trials
                 load = os.getloadavg()[0]  # the machine is shared: both sides ran under it
-                svc = run_service(db_kind, sampler, k, n)
-                opt = run_optuna(db_kind, sampler, k, n)
-                row = (
-                    f"| {db_kind} | {sampler} | {k} | {svc['rate']:.1f} | {opt['rate']:.1f} | "
-                    f"**{svc['rate'] / opt['rate']:.1f}×** | "
-                    + " / ".join(
-                        f"{p50:.1f}/{p95:.1f}/{p99:.1f}"
-                        for p50, p95, p99 in svc["latency"].values()
-                    )
-                    + " | "
-                    + " / ".join(
-                        f"{p50:.1f}/{p95:.1f}/{p99:.1f}"
-                        for p50, p95, p99 in opt["latency"].values()
-                    )
-                    + f" | {svc['duplicates']} / {opt['duplicates']} | {load:.1f} |"
-                )
+                pairs = [
+                    (run_service(db_kind, sampler, k, n), run_optuna(db_kind, sampler, k, n))
+                    for _ in range(args.repeat)
+                ]
+                row = _row(db_kind, sampler, k, pairs, load)
                 print(row, flush=True)  # noqa: T201
                 rows.append(row)
     header = (
-        "| database | sampler | K | hposvc trials/s | Optuna trials/s | ratio | hposvc claim / "
-        "report / complete ms (p50/p95/p99) | Optuna ask / report+should_prune / tell ms "
-        "(p50/p95/p99) | duplicate points hposvc / Optuna | load (1 min) |\n"
-        "|---|---|---|---|---|---|---|---|---|---|"
+        "| database | sampler | K | hposvc trials/s | Optuna trials/s | ratio | ratio per pair "
+        "of runs | hposvc claim / report / complete ms (p50/p95/p99) | Optuna ask / "
+        "report+should_prune / tell ms (p50/p95/p99) | duplicate points hposvc / Optuna | "
+        "load (1 min) |\n|---|---|---|---|---|---|---|---|---|---|---|"
     )
+    repeat = f" --repeat {args.repeat}" if args.repeat > 1 else ""
     body = (
-        f"Command: `.venv/bin/python -m benchmarks.dispatch{' --quick' if args.quick else ''}`  \n"
+        f"Command: `.venv/bin/python -m benchmarks.dispatch{' --quick' if args.quick else ''}"
+        f"{repeat}`  \n"
         f"Machine: {machine()}  \n"
         f"Each trial: claim, {STEPS} reports (median pruner, 5 startup trials), complete, "
         f"instant objective; {n_trials} trials per run (grid: {GRID_A * GRID_B} points). "
+        f"Each row: {args.repeat} pair(s) of runs, hposvc then Optuna, one after the other; the "
+        "ratio is the median of the pairs' ratios (the machine's speed drifts between pairs, "
+        "far less within one), and the trials/s and latencies are those of the pair with that "
+        "ratio; duplicate points are summed over the pairs. "
         "hposvc's workers send their next claim with the report that prunes and with the "
         "complete, as the worker's slots do: the claim column holds only the claims made on "
         "their own (each worker's first, and after an answer with no trial); the others are in "
