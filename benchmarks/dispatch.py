@@ -7,7 +7,7 @@ own goes out first, and when such an answer brings no trial). In the same run, K
 loop ask -> 10 x (report + should_prune) -> tell on Optuna's RDBStorage on the same kind of
 database, with the same sampler and pruner.
 
-    .venv/bin/python -m benchmarks.dispatch --quick
+    .venv/bin/python -m benchmarks.dispatch --quick          # K = 4, 200 trials per run
     .venv/bin/python -m benchmarks.dispatch --workers 4 --repeat 3   # the target's rows
 
 ``--repeat N`` runs each row's pair (hposvc, then Optuna) N times and shows the median ratio:
@@ -234,17 +234,20 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer trials (minutes, not hours)")
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--samplers", default="random,grid,tpe")
-    parser.add_argument("--workers", default="1,4,16")
+    parser.add_argument(
+        "--workers", default=None, help="K values (default 1,4,16; quick: 4, the target's K)"
+    )
     parser.add_argument(
         "--repeat", type=int, default=1, help="pairs of runs per row (the median ratio is shown)"
     )
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
     n_trials = 200 if args.quick else 1000
+    workers = args.workers or ("4" if args.quick else "1,4,16")
     rows = []
     for db_kind in args.databases.split(","):
         for sampler in args.samplers.split(","):
-            for k in (int(x) for x in args.workers.split(",")):
+            for k in (int(x) for x in workers.split(",")):
                 n = GRID_A * GRID_B if sampler == "grid" else n_trials
                 load = os.getloadavg()[0]  # the machine is shared: both sides ran under it
                 pairs = [
