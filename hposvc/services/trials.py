@@ -141,11 +141,9 @@ def _claim(
     study_name: str | None,
     request_id: str | None,
 ) -> ClaimedTrial | None:
-    fast = fast_claim(
-        db=db, caches=caches, worker_id=worker_id, study_name=study_name, request_id=request_id
-    )
+    keys = {"worker_id": worker_id, "study_name": study_name, "request_id": request_id}
+    fast = _hot_claim(db, caches, keys, nowait=False)
     if fast is not None:
-        caches.remember_trial(fast.id, fast.study_id)
         return fast
     with db.session() as session:
         find_worker_by_id(session, worker_id)
@@ -513,14 +511,15 @@ def claim_now(
     """``claim``'s new trial, or None."""
     if caches.claims_came_back_empty(study_name):
         return None  # likely nothing to claim: ``claim`` finds out without locking the study
-    fast = fast_claim(
-        db=db,
-        caches=caches,
-        worker_id=worker_id,
-        study_name=study_name,
-        request_id=request_id,
-        nowait=True,
-    )
+    keys = {"worker_id": worker_id, "study_name": study_name, "request_id": request_id}
+    return _hot_claim(db, caches, keys, nowait=True)
+
+
+def _hot_claim(
+    db: Database, caches: StudyCaches, keys: dict[str, Any], *, nowait: bool
+) -> ClaimedTrial | None:
+    """A trial claimed on the hot path (``fast_claim``), remembered as its study's, or None."""
+    fast = fast_claim(db=db, caches=caches, nowait=nowait, **keys)
     if fast is not None:
         caches.remember_trial(fast.id, fast.study_id)
     return fast
