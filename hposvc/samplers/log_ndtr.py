@@ -11,6 +11,12 @@ it returns the same floats, bit for bit (NaN, infinities and values past -1e150 
 through optuna's function). ``install`` makes optuna use it (for every TPE sampler in the
 process: the values do not change, only the time they take). ``tests/unit/test_log_ndtr.py``
 compares it with optuna's on millions of values.
+
+``install`` also gives optuna's normal CDF (``_truncnorm._ndtr``, which TPE uses for every
+kernel's mass, in sampling and in scoring) an ``erf`` that feeds ``math.erf`` from a list
+instead of a list comprehension over numpy scalars: the same floats, about a third sooner.
+Arrays of 2,000 values or more still go to optuna's own (a polynomial on whole arrays, which
+gives other floats).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import sys
 
 import numpy as np
 from optuna.samplers._tpe import _truncnorm
+from optuna.samplers._tpe._erf import erf as _optunas_erf
 
 _SQRT2 = 2**0.5
 _erf = np.frompyfunc(math.erf, 1, 1)
@@ -30,6 +37,7 @@ _pow = np.frompyfunc(math.pow, 2, 1)
 # leaves to it; the array function is what tests/unit/test_log_ndtr.py compares against.
 _optunas_log_ndtr = _truncnorm._log_ndtr
 _optunas_log_ndtr_single = _truncnorm._log_ndtr_single
+_ERF_ON_ARRAYS_FROM = 2000  # optuna's erf: math.erf per element below this size
 
 
 def _ndtr(a: np.ndarray) -> np.ndarray:
@@ -100,6 +108,14 @@ def log_ndtr(a: np.ndarray) -> np.ndarray:
     return out
 
 
+def erf(x: np.ndarray) -> np.ndarray:
+    """optuna's ``_erf.erf``: ``math.erf`` on each element below 2,000 of them."""
+    if x.size < _ERF_ON_ARRAYS_FROM:
+        return np.fromiter(map(math.erf, x.ravel().tolist()), float, x.size).reshape(x.shape)
+    return _optunas_erf(x)
+
+
 def install() -> None:
-    """Have optuna's truncated normal use ``log_ndtr``."""
+    """Have optuna's truncated normal use ``log_ndtr`` and ``erf``."""
     _truncnorm._log_ndtr = log_ndtr
+    _truncnorm.erf = erf

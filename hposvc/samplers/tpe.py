@@ -37,6 +37,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from hposvc.samplers import log_ndtr
+from hposvc.samplers.mixture_log_pdf import acquisition
 
 if TYPE_CHECKING:
     from optuna import Study
@@ -102,7 +103,7 @@ class RememberingTPESampler(TPESampler):
         mpe_below = self._estimator(study, search_space, space, below, handle_below=True)
         mpe_above = self._estimator(study, search_space, space, above, handle_below=False)
         samples_below = mpe_below.sample(self._rng.rng, self._n_ei_candidates)
-        acq_func_vals = self._compute_acquisition_func(samples_below, mpe_below, mpe_above)
+        acq_func_vals = acquisition(samples_below, mpe_below, mpe_above)  # optuna's, sooner
         ret = TPESampler._compare(samples_below, acq_func_vals)
         for param_name, dist in search_space.items():
             ret[param_name] = dist.to_external_repr(ret[param_name])

@@ -68,3 +68,13 @@ def test_tpe_samples_the_same_with_it(monkeypatch: pytest.MonkeyPatch) -> None:
     theirs = [_tpe_params(seed) for seed in range(3)]
     monkeypatch.setattr(_truncnorm, "_log_ndtr", ours.log_ndtr)
     assert [_tpe_params(seed) for seed in range(3)] == theirs
+
+
+@pytest.mark.parametrize("size", [0, 1, 7, 1999, 2000, 5000])
+def test_its_erf_returns_optunas_floats(size: int) -> None:
+    rng = np.random.default_rng(size)
+    values = np.concatenate([rng.normal(0, 3, size), [0.0, -0.0, np.inf, -np.inf, np.nan]])[:size]
+    for shaped in (values, values.reshape(-1, 1)):
+        mine, theirs = ours.erf(shaped), ours._optunas_erf(shaped)
+        assert mine.shape == theirs.shape and mine.dtype == theirs.dtype == np.float64
+        assert (mine.view(np.int64) == theirs.view(np.int64)).all()
