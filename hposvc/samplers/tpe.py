@@ -5,9 +5,10 @@ bad group and reads each trial's parameters in their internal form, twice (once 
 per trial, Python calls that parse the trial's constraints out of its system attributes, find
 its last intermediate value when it was pruned, and convert every parameter. At a few hundred
 trials that is about a third of an ask, and it grows with the study. A finished trial never
-changes, so this sampler works each of these out once per finished trial and keeps it; an ask
-then only sorts and gathers what it kept. Trials still running (which ``constant_liar`` puts in
-the bad group) are read afresh on every ask, as Optuna does.
+changes, so this sampler works each of these out once per finished trial and keeps it, one row
+per trial in numpy arrays (``_Kept``, and ``_Rows`` per search space); an ask then sorts and
+gathers the rows with numpy, not trial by trial in Python. Trials still running (which
+``constant_liar`` puts in the bad group) are read afresh on every ask, as Optuna does.
 
 What is kept belongs to the trial object the storage handed out: ``InMemoryStorage`` (the
 server's study cache) hands out the same object for a finished trial every time, so the kept
@@ -20,10 +21,11 @@ version pyproject.toml pins); that test is what says whether another version sti
 
 from __future__ import annotations
 
-from operator import attrgetter
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from optuna.distributions import CategoricalDistribution
 from optuna.samplers import TPESampler
 from optuna.samplers._tpe.parzen_estimator import _ParzenEstimator
 from optuna.samplers._tpe.sampler import (
@@ -50,7 +52,7 @@ class _Seen:
     """What TPE reads off one trial: kept while the trial is finished, read afresh each ask
     while it runs."""
 
-    __slots__ = ("trial", "number", "value", "infeasible", "pruned_score", "internal")
+    __slots__ = ("trial", "number", "value", "infeasible", "pruned_score")
 
     def __init__(self, trial: FrozenTrial, study: Study) -> None:
         self.trial = trial
@@ -64,9 +66,41 @@ class _Seen:
             self.pruned_score = _get_pruned_trial_score(trial, study)
         if trial.state != TrialState.RUNNING:  # a running trial's constraints are not set yet
             self.infeasible = _get_infeasible_trial_score(trial)
-        # The trial's parameters in internal form, per search space (``_space_index``); None
-        # where the trial lacks one of the space's parameters.
-        self.internal: dict[int, tuple[float, ...] | None] = {}
+
+
+class _Rows:
+    """The kept trials' parameters in one search space's internal form: row i is kept trial
+    i's, and ``has[i]`` says whether that trial has every parameter of the space."""
+
+    def __init__(self, width: int) -> None:
+        self.values = np.empty((64, width))
+        self.has = np.zeros(64, dtype=bool)
+
+    def put(self, i: int, row: tuple[float, ...] | None) -> None:
+        if i >= len(self.has):
+            self.values = np.concatenate([self.values, np.empty_like(self.values)])
+            self.has = np.concatenate([self.has, np.zeros_like(self.has)])
+        self.has[i] = row is not None
+        if row is not None:
+            self.values[i] = row
+
+
+class _Kept:
+    """Every finished trial TPE has read, one row each, as arrays an ask sorts and gathers."""
+
+    def __init__(self) -> None:
+        self.seen: list[_Seen] = []
+        self.row_of: dict[int, int] = {}  # trial id -> row
+        self.number: list[int] = []
+        self.group: list[int] = []  # _COMPLETE, _PRUNED or _INFEASIBLE
+        self.value: list[float] = []  # a complete trial's value (one objective)
+        self.last_step: list[float] = []  # a pruned trial's score: (last_step, last_value)
+        self.last_value: list[float] = []
+        self.infeasible: list[float] = []
+        self.rows: list[_Rows] = []  # per search space (``RememberingTPESampler._spaces``)
+
+
+_COMPLETE, _PRUNED, _INFEASIBLE = 0, 1, 2
 
 
 class RememberingTPESampler(TPESampler):
@@ -75,7 +109,7 @@ class RememberingTPESampler(TPESampler):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         log_ndtr.install()  # the same floats as optuna's, sooner (hposvc/samplers/log_ndtr.py)
-        self._finished: dict[int, _Seen] = {}
+        self._kept = _Kept()
         self._spaces: list[_Space] = []
 
     def _sample(
@@ -89,19 +123,16 @@ class RememberingTPESampler(TPESampler):
             states = [TrialState.COMPLETE, TrialState.PRUNED]
         use_cache = not self._constant_liar
         trials = study._get_trials(deepcopy=False, states=states, use_cache=use_cache)
-        if self._constant_liar:
-            trials = [t for t in trials if trial.number != t.number]
         if self._gamma is None:
             if len(study.directions) <= 1:
                 self._gamma = default_gamma
             else:
                 self._gamma = default_gamma_multiobjective
-        n = sum(t.state != TrialState.RUNNING for t in trials)
-        below, above = self._split(study, trials, self._gamma(n))
+        space = self._space_index(search_space, study)
+        below, above = self._split(study, trials, trial.number, space)
 
-        space = self._space_index(search_space)
-        mpe_below = self._estimator(study, search_space, space, below, handle_below=True)
-        mpe_above = self._estimator(study, search_space, space, above, handle_below=False)
+        mpe_below = self._estimator(study, search_space, below, handle_below=True)
+        mpe_above = self._estimator(study, search_space, above, handle_below=False)
         samples_below = mpe_below.sample(self._rng.rng, self._n_ei_candidates)
         acq_func_vals = acquisition(samples_below, mpe_below, mpe_above)  # optuna's, sooner
         ret = TPESampler._compare(samples_below, acq_func_vals)
@@ -109,94 +140,148 @@ class RememberingTPESampler(TPESampler):
             ret[param_name] = dist.to_external_repr(ret[param_name])
         return ret
 
+    def _keep(self, trial: FrozenTrial, study: Study, row: int | None) -> int:
+        """Reads a finished trial into the kept arrays, at ``row`` or as a new row."""
+        kept = self._kept
+        seen = _Seen(trial, study)
+        if seen.infeasible > 0:
+            group = _INFEASIBLE
+        elif seen.pruned_score is None:
+            group = _COMPLETE
+        else:
+            group = _PRUNED
+        last_step, last_value = seen.pruned_score or (0.0, 0.0)
+        fields = (
+            (kept.seen, seen),
+            (kept.number, seen.number),
+            (kept.group, group),
+            (kept.value, math.nan if seen.value is None else seen.value),
+            (kept.last_step, last_step),
+            (kept.last_value, last_value),
+            (kept.infeasible, seen.infeasible),
+        )
+        if row is None:
+            row = len(kept.seen)
+            kept.row_of[trial._trial_id] = row
+            for column, value in fields:
+                column.append(value)
+        else:
+            for column, value in fields:
+                column[row] = value
+        for space, rows in zip(self._spaces, kept.rows, strict=True):
+            rows.put(row, self._internal_row(trial, dict(space), study))
+        return row
+
     def _split(
-        self, study: Study, trials: list[FrozenTrial], n_below: int
-    ) -> tuple[list[_Seen], list[_Seen]]:
-        """optuna's ``_split_trials``, on what is kept."""
-        complete: list[_Seen] = []
-        pruned: list[_Seen] = []
-        running: list[_Seen] = []
-        infeasible: list[_Seen] = []
-        finished = self._finished
+        self,
+        study: Study,
+        trials: list[FrozenTrial],
+        sampling: int,
+        space: int,
+    ) -> tuple[_Group, _Group]:
+        """optuna's ``_split_trials``, on what is kept: each group is the kept rows of its
+        finished trials and its running trials (constant_liar's, but for trial number
+        ``sampling``), in the order of their numbers."""
+        kept = self._kept
+        rows: list[int] = []
+        running: list[FrozenTrial] = []
+        row_of, seen = kept.row_of, kept.seen
         for trial in trials:
             if trial.state == TrialState.RUNNING:
-                running.append(_Seen(trial, study))
+                if trial.number != sampling:
+                    running.append(trial)
                 continue
-            seen = finished.get(trial._trial_id)
-            if seen is None or seen.trial is not trial:
-                seen = finished[trial._trial_id] = _Seen(trial, study)
-            if seen.infeasible > 0:
-                infeasible.append(seen)
-            elif seen.pruned_score is None:
-                complete.append(seen)
-            else:
-                pruned.append(seen)
+            row = row_of.get(trial._trial_id)
+            if row is None or seen[row].trial is not trial:
+                row = self._keep(trial, study, row)
+            rows.append(row)
+
+        assert self._gamma is not None
+        n_below = self._gamma(len(rows))
+        ix = np.array(rows, dtype=np.int64)
+        group = np.array(kept.group, dtype=np.int8)[ix]
+        complete, pruned = ix[group == _COMPLETE], ix[group == _PRUNED]
+        infeasible = ix[group == _INFEASIBLE]
 
         below_complete, above_complete = self._split_complete(study, complete, n_below)
         n_below = max(0, n_below - len(below_complete))
-        # Sorted as optuna sorts them (``sorted`` is stable: ties keep the trials' order).
-        pruned.sort(key=_pruned_score)
+        # Sorted as optuna sorts them: by (last_step, last_value), ties in the trials' order.
+        order = np.lexsort((np.array(kept.last_value)[pruned], np.array(kept.last_step)[pruned]))
+        pruned = pruned[order]
         n_pruned = min(n_below, len(pruned))
-        below_pruned, above_pruned = pruned[:n_pruned], pruned[n_pruned:]
         n_below = max(0, n_below - n_pruned)
-        infeasible.sort(key=_infeasible_score)
+        infeasible = infeasible[np.argsort(np.array(kept.infeasible)[infeasible], kind="stable")]
         n_infeasible = min(n_below, len(infeasible))
-        below_infeasible = infeasible[:n_infeasible]
-        above_infeasible = infeasible[n_infeasible:]
 
-        below = below_complete + below_pruned + below_infeasible
-        above = above_complete + above_pruned + above_infeasible + running
-        below.sort(key=_number)
-        above.sort(key=_number)
-        return below, above
+        below = np.concatenate([below_complete, pruned[:n_pruned], infeasible[:n_infeasible]])
+        above = np.concatenate([above_complete, pruned[n_pruned:], infeasible[n_infeasible:]])
+        number = np.array(kept.number, dtype=np.int64)
+        below = below[np.argsort(number[below])]
+        above = above[np.argsort(number[above])]
+        return (
+            _Group(kept.rows[space], below, number[below], []),
+            _Group(kept.rows[space], above, number[above], running),
+        )
 
-    @staticmethod
     def _split_complete(
-        study: Study, complete: list[_Seen], n_below: int
-    ) -> tuple[list[_Seen], list[_Seen]]:
+        self, study: Study, complete: np.ndarray, n_below: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        kept = self._kept
         n_below = min(n_below, len(complete))
         if len(study.directions) == 1:
-            maximize = study.direction == StudyDirection.MAXIMIZE
-            ordered = sorted(complete, key=_value, reverse=maximize)
+            values = np.array(kept.value)[complete]
+            if study.direction == StudyDirection.MAXIMIZE:
+                values = -values  # sorted(reverse=True) keeps ties in order, as this does
+            ordered = complete[np.argsort(values, kind="stable")]
             return ordered[:n_below], ordered[n_below:]
-        by_trial = {id(seen.trial): seen for seen in complete}
+        row_by_trial = {id(kept.seen[row].trial): row for row in complete.tolist()}
         below, above = _split_complete_trials_multi_objective(
-            [seen.trial for seen in complete], study, n_below
+            [kept.seen[row].trial for row in complete.tolist()], study, n_below
         )
-        return [by_trial[id(t)] for t in below], [by_trial[id(t)] for t in above]
+        return (
+            np.array([row_by_trial[id(t)] for t in below], dtype=np.int64),
+            np.array([row_by_trial[id(t)] for t in above], dtype=np.int64),
+        )
 
-    def _space_index(self, search_space: dict[str, BaseDistribution]) -> int:
+    def _space_index(self, search_space: dict[str, BaseDistribution], study: Study) -> int:
         space = tuple(search_space.items())
         for i, known in enumerate(self._spaces):
             if known == space:
                 return i
         self._spaces.append(space)
+        rows = _Rows(len(space))
+        for row, seen in enumerate(self._kept.seen):
+            rows.put(row, self._internal_row(seen.trial, search_space, study))
+        self._kept.rows.append(rows)
         return len(self._spaces) - 1
 
     def _estimator(
         self,
         study: Study,
         search_space: dict[str, BaseDistribution],
-        space: int,
-        seen: list[_Seen],
+        group: _Group,
         handle_below: bool,
     ) -> _ParzenEstimator:
         """TPESampler._build_parzen_estimator, its observations gathered from what is kept."""
-        rows = []
-        for one in seen:
-            internal = one.internal
-            if space in internal:
-                row = internal[space]
-            else:
-                row = internal[space] = self._internal_row(one.trial, search_space, study)
-            if row is not None:
-                rows.append(row)
-        columns: list[Any] = list(zip(*rows, strict=True)) if rows else [[] for _ in search_space]
+        values = group.rows.values[group.kept]
+        has = group.rows.has[group.kept]
+        if group.running:
+            fresh = [self._internal_row(t, search_space, study) for t in group.running]
+            width = len(search_space)
+            values = np.concatenate(
+                [values, np.array([r or (0.0,) * width for r in fresh]).reshape(-1, width)]
+            )
+            has = np.concatenate([has, [r is not None for r in fresh]])
+            numbers = np.concatenate([group.numbers, [t.number for t in group.running]])
+            order = np.argsort(numbers, kind="stable")
+            values, has = values[order], has[order]
+        values = values[has]
         observations = {
-            name: np.asarray(column) for name, column in zip(search_space, columns, strict=True)
+            name: _column(values[:, i], dist)
+            for i, (name, dist) in enumerate(search_space.items())
         }
         if handle_below and study._is_multi_objective():
-            weights_below = np.ones(len(rows))
+            weights_below = np.ones(len(values))
             return self._parzen_estimator_cls(
                 observations, search_space, self._parzen_estimator_parameters, weights_below
             )
@@ -213,7 +298,21 @@ class RememberingTPESampler(TPESampler):
         return tuple(dist.to_internal_repr(params[name]) for name, dist in search_space.items())
 
 
-_number = attrgetter("number")
-_value = attrgetter("value")
-_pruned_score = attrgetter("pruned_score")
-_infeasible_score = attrgetter("infeasible")
+class _Group:
+    """One side of the split: kept rows (``kept``, with their trials' ``numbers``) and
+    running trials, read afresh."""
+
+    __slots__ = ("rows", "kept", "numbers", "running")
+
+    def __init__(
+        self, rows: _Rows, kept: np.ndarray, numbers: np.ndarray, running: list[FrozenTrial]
+    ) -> None:
+        self.rows, self.kept, self.numbers, self.running = rows, kept, numbers, running
+
+
+def _column(values: np.ndarray, dist: BaseDistribution) -> np.ndarray:
+    """A column as ``np.asarray`` makes it of the internal values: a categorical parameter's
+    are indices (ints), the others floats; no values at all make an empty float array."""
+    if isinstance(dist, CategoricalDistribution) and len(values):
+        return values.astype(np.int64)
+    return values

@@ -49,10 +49,14 @@ def _loss(params: dict) -> float:
     )
 
 
-def _lockstep(seed: int, n_objectives: int, conditional: bool, n: int = 120) -> tuple[int, int]:
+def _lockstep(
+    seed: int, n_objectives: int, conditional: bool, n: int = 120, ties: bool = False
+) -> tuple[int, int]:
     """Runs a study twice, once with each sampler, with up to 4 trials running at a time and
     trials completing, pruned after some steps, failing or infeasible; every ask must give the
-    same parameters. Returns (asks after the start-up trials, trials finished)."""
+    same parameters. With ``ties``, values repeat (which trial sorts first is then the trials'
+    order) and some reports are NaN. Returns (asks after the start-up trials, trials
+    finished)."""
     rng = random.Random(seed)
     options = _options(rng, conditional)
     directions = [rng.choice(["minimize", "maximize"]) for _ in range(n_objectives)]
@@ -72,15 +76,23 @@ def _lockstep(seed: int, n_objectives: int, conditional: bool, n: int = 120) -> 
             continue
         pair = running.pop(rng.randrange(len(running)))
         params = pair[2]
-        outcome = rng.choices(["complete", "pruned", "fail"], [6, 3, 1])[0]
+        # with ties, few complete trials: pruned and infeasible ones reach the good group
+        weights = [2, 6, 1] if ties else [6, 3, 1]
+        outcome = rng.choices(["complete", "pruned", "fail"], weights)[0]
         steps = rng.randint(0, 4) if n_objectives == 1 else 0  # no reports with two
-        infeasible = rng.random() < 0.1
+        infeasible = rng.random() < (0.3 if ties else 0.1)
+        violation = float(rng.choice([1, 2])) if ties else 1.0
         loss = _loss(params) + rng.gauss(0, 0.1)
+        if ties:
+            loss = round(loss * 2) / 2
+        reports = [loss + (0 if ties else 1 / (step + 1)) for step in range(steps)]
+        if ties and reports and rng.random() < 0.3:
+            reports[-1] = math.nan
         for study, trial in zip(studies, pair[:2], strict=True):
             if infeasible:
-                trial.set_constraint("c", 1.0)
-            for step in range(steps):
-                trial.report(loss + 1 / (step + 1), step)
+                trial.set_constraint("c", violation)
+            for step, value in enumerate(reports):
+                trial.report(value, step)
             if outcome == "complete":
                 study.tell(trial, [loss + i for i in range(n_objectives)])
             elif outcome == "pruned":
@@ -98,6 +110,11 @@ def test_it_samples_exactly_what_optunas_tpe_does(conditional: bool) -> None:
         a, f = _lockstep(seed, 1, conditional)
         asked, finished = asked + a, finished + f
     assert asked > 500 and finished > 400  # the comparison covered TPE's own samples
+
+
+def test_it_samples_what_optunas_tpe_does_when_values_tie() -> None:
+    asked = sum(_lockstep(seed, 1, seed % 2 == 1, n=150, ties=True)[0] for seed in range(8))
+    assert asked > 500
 
 
 def test_it_samples_exactly_what_optunas_tpe_does_with_two_objectives() -> None:
