@@ -7,8 +7,11 @@ its last intermediate value when it was pruned, and convert every parameter. At 
 trials that is about a third of an ask, and it grows with the study. A finished trial never
 changes, so this sampler works each of these out once per finished trial and keeps it, one row
 per trial in numpy arrays (``_Kept``, and ``_Rows`` per search space); an ask then sorts and
-gathers the rows with numpy, not trial by trial in Python. Trials still running (which
-``constant_liar`` puts in the bad group) are read afresh on every ask, as Optuna does.
+gathers the rows with numpy, not trial by trial in Python. On an ``InMemoryStorage`` an ask
+does not even look at the trials at the head of the study that had all finished at an earlier
+ask (``_Kept.head``), and once enough trials have finished for TPE's start-up, they are not
+counted again. Trials still running (which ``constant_liar`` puts in the bad group) are read
+afresh on every ask, as Optuna does.
 
 What is kept belongs to the trial object the storage handed out: ``InMemoryStorage`` (the
 server's study cache) hands out the same object for a finished trial every time, so the kept
@@ -35,6 +38,7 @@ from optuna.samplers._tpe.sampler import (
     default_gamma,
     default_gamma_multiobjective,
 )
+from optuna.storages import InMemoryStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
@@ -69,8 +73,8 @@ class _Seen:
 
 
 class _Rows:
-    """The kept trials' parameters in one search space's internal form: row i is kept trial
-    i's, and ``has[i]`` says whether that trial has every parameter of the space."""
+    """A study's kept trials' parameters in one search space's internal form: row i is kept
+    trial i's, and ``has[i]`` says whether that trial has every parameter of the space."""
 
     def __init__(self, width: int) -> None:
         self.values = np.empty((64, width))
@@ -86,21 +90,53 @@ class _Rows:
 
 
 class _Kept:
-    """Every finished trial TPE has read, one row each, as arrays an ask sorts and gathers."""
+    """One study's finished trials as TPE reads them, one row per trial, in numpy arrays that
+    an ask sorts and gathers.
 
-    def __init__(self) -> None:
+    On an ``InMemoryStorage`` (the server's study cache) the study's first ``head`` trials had
+    all finished at an earlier ask, so they are not looked at again: ``head_rows`` are the rows
+    of those that completed or were pruned. A finished trial never changes.
+    """
+
+    def __init__(self, storage: object) -> None:
+        self.storage = storage  # held, so that the id in the sampler's key stays this one's
         self.seen: list[_Seen] = []
         self.row_of: dict[int, int] = {}  # trial id -> row
-        self.number: list[int] = []
-        self.group: list[int] = []  # _COMPLETE, _PRUNED or _INFEASIBLE
-        self.value: list[float] = []  # a complete trial's value (one objective)
-        self.last_step: list[float] = []  # a pruned trial's score: (last_step, last_value)
-        self.last_value: list[float] = []
-        self.infeasible: list[float] = []
-        self.rows: list[_Rows] = []  # per search space (``RememberingTPESampler._spaces``)
+        self.number = np.empty(64, dtype=np.int64)
+        self.group = np.empty(64, dtype=np.int8)  # _COMPLETE, _PRUNED or _INFEASIBLE
+        self.value = np.empty(64)  # a complete trial's value (one objective)
+        self.last_step = np.empty(64)  # a pruned trial's score: (last_step, last_value)
+        self.last_value = np.empty(64)
+        self.infeasible = np.empty(64)
+        self.rows: dict[int, _Rows] = {}  # by search space (``RememberingTPESampler._spaces``)
+        self.head = 0
+        self.head_rows = np.empty(0, dtype=np.int64)
+        self.started = False  # as many trials finished as TPE's start-up needs
+
+    def put(self, row: int, seen: _Seen) -> None:
+        if row == len(self.seen):
+            self.seen.append(seen)
+            if row == len(self.number):
+                for name in ("number", "group", "value", "last_step", "last_value", "infeasible"):
+                    column = getattr(self, name)
+                    setattr(self, name, np.concatenate([column, np.empty_like(column)]))
+        else:
+            self.seen[row] = seen
+        self.row_of[seen.trial._trial_id] = row
+        if seen.infeasible > 0:
+            self.group[row] = _INFEASIBLE
+        elif seen.pruned_score is None:
+            self.group[row] = _COMPLETE
+        else:
+            self.group[row] = _PRUNED
+        self.number[row] = seen.number
+        self.value[row] = math.nan if seen.value is None else seen.value
+        self.last_step[row], self.last_value[row] = seen.pruned_score or (0.0, 0.0)
+        self.infeasible[row] = seen.infeasible
 
 
 _COMPLETE, _PRUNED, _INFEASIBLE = 0, 1, 2
+_STARTED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 class RememberingTPESampler(TPESampler):
@@ -109,27 +145,39 @@ class RememberingTPESampler(TPESampler):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         log_ndtr.install()  # the same floats as optuna's, sooner (hposvc/samplers/log_ndtr.py)
-        self._kept = _Kept()
+        self._tables: dict[tuple[int, int], _Kept] = {}  # by (id(storage), study id)
         self._spaces: list[_Space] = []
+
+    def _sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        # TPESampler._sample_relative, which lists every finished trial to count them; once
+        # there are enough, there always are.
+        if search_space == {}:
+            return {}
+        kept = self._table(study)
+        if not kept.started:
+            trials = study._get_trials(deepcopy=False, states=_STARTED, use_cache=True)
+            if len(trials) < self._n_startup_trials:
+                return {}
+            kept.started = True
+        return self._sample(study, trial, search_space)
 
     def _sample(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
         # TPESampler._sample, with the split and the Parzen estimators' observations taken
         # from what is kept (``_split`` and ``_estimator``).
-        if self._constant_liar:
-            states = [TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING]
-        else:
-            states = [TrialState.COMPLETE, TrialState.PRUNED]
-        use_cache = not self._constant_liar
-        trials = study._get_trials(deepcopy=False, states=states, use_cache=use_cache)
+        kept = self._table(study)
+        rows, running = self._finished(kept, study, trial.number)
         if self._gamma is None:
             if len(study.directions) <= 1:
                 self._gamma = default_gamma
             else:
                 self._gamma = default_gamma_multiobjective
-        space = self._space_index(search_space, study)
-        below, above = self._split(study, trials, trial.number, space)
+        below, above = self._split(
+            study, kept, rows, running, self._rows(kept, search_space, study)
+        )
 
         mpe_below = self._estimator(study, search_space, below, handle_below=True)
         mpe_above = self._estimator(study, search_space, above, handle_below=False)
@@ -140,96 +188,120 @@ class RememberingTPESampler(TPESampler):
             ret[param_name] = dist.to_external_repr(ret[param_name])
         return ret
 
-    def _keep(self, trial: FrozenTrial, study: Study, row: int | None) -> int:
-        """Reads a finished trial into the kept arrays, at ``row`` or as a new row."""
-        kept = self._kept
-        seen = _Seen(trial, study)
-        if seen.infeasible > 0:
-            group = _INFEASIBLE
-        elif seen.pruned_score is None:
-            group = _COMPLETE
-        else:
-            group = _PRUNED
-        last_step, last_value = seen.pruned_score or (0.0, 0.0)
-        fields = (
-            (kept.seen, seen),
-            (kept.number, seen.number),
-            (kept.group, group),
-            (kept.value, math.nan if seen.value is None else seen.value),
-            (kept.last_step, last_step),
-            (kept.last_value, last_value),
-            (kept.infeasible, seen.infeasible),
-        )
-        if row is None:
-            row = len(kept.seen)
-            kept.row_of[trial._trial_id] = row
-            for column, value in fields:
-                column.append(value)
-        else:
-            for column, value in fields:
-                column[row] = value
-        for space, rows in zip(self._spaces, kept.rows, strict=True):
-            rows.put(row, self._internal_row(trial, dict(space), study))
-        return row
+    def _table(self, study: Study) -> _Kept:
+        key = (id(study._storage), study._study_id)
+        kept = self._tables.get(key)
+        if kept is None:
+            kept = self._tables[key] = _Kept(study._storage)
+        return kept
 
-    def _split(
-        self,
-        study: Study,
-        trials: list[FrozenTrial],
-        sampling: int,
-        space: int,
-    ) -> tuple[_Group, _Group]:
-        """optuna's ``_split_trials``, on what is kept: each group is the kept rows of its
-        finished trials and its running trials (constant_liar's, but for trial number
-        ``sampling``), in the order of their numbers."""
-        kept = self._kept
+    def _finished(
+        self, kept: _Kept, study: Study, sampling: int
+    ) -> tuple[np.ndarray, list[FrozenTrial]]:
+        """The rows of the study's complete and pruned trials, and (with ``constant_liar``)
+        its running trials but trial number ``sampling``, each in the order of their numbers:
+        the trials TPESampler._sample lists."""
+        storage = study._storage
+        if type(storage) is InMemoryStorage:
+            with storage._lock:
+                trials = storage._studies[study._study_id].trials[kept.head :]
+            at_head = True
+        else:
+            states = (*_STARTED, TrialState.RUNNING) if self._constant_liar else _STARTED
+            trials = study._get_trials(
+                deepcopy=False, states=states, use_cache=not self._constant_liar
+            )
+            at_head = False
+        head: list[int] = []
         rows: list[int] = []
         running: list[FrozenTrial] = []
         row_of, seen = kept.row_of, kept.seen
         for trial in trials:
-            if trial.state == TrialState.RUNNING:
-                if trial.number != sampling:
+            state = trial.state
+            if state == TrialState.COMPLETE or state == TrialState.PRUNED:
+                row = row_of.get(trial._trial_id)
+                if row is None or seen[row].trial is not trial:
+                    row = len(seen) if row is None else row
+                    kept.put(row, _Seen(trial, study))
+                    for space, space_rows in kept.rows.items():
+                        space_rows.put(
+                            row, self._internal_row(trial, dict(self._spaces[space]), study)
+                        )
+                (head if at_head else rows).append(row)
+            elif state == TrialState.FAIL:
+                pass
+            else:
+                at_head = False
+                if (
+                    state == TrialState.RUNNING
+                    and self._constant_liar
+                    and trial.number != sampling
+                ):
                     running.append(trial)
                 continue
-            row = row_of.get(trial._trial_id)
-            if row is None or seen[row].trial is not trial:
-                row = self._keep(trial, study, row)
-            rows.append(row)
+            kept.head += at_head
+        if head:
+            kept.head_rows = np.concatenate([kept.head_rows, head])
+        if type(storage) is InMemoryStorage:
+            return np.concatenate([kept.head_rows, np.array(rows, dtype=np.int64)]), running
+        return np.array(rows, dtype=np.int64), running
 
+    def _rows(self, kept: _Kept, search_space: dict[str, BaseDistribution], study: Study) -> _Rows:
+        """The kept trials' parameters in ``search_space``."""
+        space = tuple(search_space.items())
+        if space in self._spaces:
+            index = self._spaces.index(space)
+        else:
+            index = len(self._spaces)
+            self._spaces.append(space)
+        rows = kept.rows.get(index)
+        if rows is None:
+            rows = kept.rows[index] = _Rows(len(space))
+            for row, one in enumerate(kept.seen):
+                rows.put(row, self._internal_row(one.trial, search_space, study))
+        return rows
+
+    def _split(
+        self,
+        study: Study,
+        kept: _Kept,
+        ix: np.ndarray,
+        running: list[FrozenTrial],
+        rows: _Rows,
+    ) -> tuple[_Group, _Group]:
+        """optuna's ``_split_trials``, on what is kept: each group is the kept rows of its
+        finished trials (of ``ix``) and its running trials, in the order of their numbers."""
         assert self._gamma is not None
-        n_below = self._gamma(len(rows))
-        ix = np.array(rows, dtype=np.int64)
-        group = np.array(kept.group, dtype=np.int8)[ix]
+        n_below = self._gamma(len(ix))
+        group = kept.group[ix]
         complete, pruned = ix[group == _COMPLETE], ix[group == _PRUNED]
         infeasible = ix[group == _INFEASIBLE]
 
-        below_complete, above_complete = self._split_complete(study, complete, n_below)
+        below_complete, above_complete = self._split_complete(study, kept, complete, n_below)
         n_below = max(0, n_below - len(below_complete))
         # Sorted as optuna sorts them: by (last_step, last_value), ties in the trials' order.
-        order = np.lexsort((np.array(kept.last_value)[pruned], np.array(kept.last_step)[pruned]))
-        pruned = pruned[order]
+        pruned = pruned[np.lexsort((kept.last_value[pruned], kept.last_step[pruned]))]
         n_pruned = min(n_below, len(pruned))
         n_below = max(0, n_below - n_pruned)
-        infeasible = infeasible[np.argsort(np.array(kept.infeasible)[infeasible], kind="stable")]
+        infeasible = infeasible[np.argsort(kept.infeasible[infeasible], kind="stable")]
         n_infeasible = min(n_below, len(infeasible))
 
         below = np.concatenate([below_complete, pruned[:n_pruned], infeasible[:n_infeasible]])
         above = np.concatenate([above_complete, pruned[n_pruned:], infeasible[n_infeasible:]])
-        number = np.array(kept.number, dtype=np.int64)
-        below = below[np.argsort(number[below])]
-        above = above[np.argsort(number[above])]
+        below = below[np.argsort(kept.number[below])]
+        above = above[np.argsort(kept.number[above])]
         return (
-            _Group(kept.rows[space], below, number[below], []),
-            _Group(kept.rows[space], above, number[above], running),
+            _Group(rows, below, kept.number[below], []),
+            _Group(rows, above, kept.number[above], running),
         )
 
+    @staticmethod
     def _split_complete(
-        self, study: Study, complete: np.ndarray, n_below: int
+        study: Study, kept: _Kept, complete: np.ndarray, n_below: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        kept = self._kept
         n_below = min(n_below, len(complete))
         if len(study.directions) == 1:
-            values = np.array(kept.value)[complete]
+            values = kept.value[complete]
             if study.direction == StudyDirection.MAXIMIZE:
                 values = -values  # sorted(reverse=True) keeps ties in order, as this does
             ordered = complete[np.argsort(values, kind="stable")]
@@ -242,18 +314,6 @@ class RememberingTPESampler(TPESampler):
             np.array([row_by_trial[id(t)] for t in below], dtype=np.int64),
             np.array([row_by_trial[id(t)] for t in above], dtype=np.int64),
         )
-
-    def _space_index(self, search_space: dict[str, BaseDistribution], study: Study) -> int:
-        space = tuple(search_space.items())
-        for i, known in enumerate(self._spaces):
-            if known == space:
-                return i
-        self._spaces.append(space)
-        rows = _Rows(len(space))
-        for row, seen in enumerate(self._kept.seen):
-            rows.put(row, self._internal_row(seen.trial, search_space, study))
-        self._kept.rows.append(rows)
-        return len(self._spaces) - 1
 
     def _estimator(
         self,
