@@ -53,8 +53,7 @@ _Space = tuple[tuple[str, "BaseDistribution"], ...]
 
 
 class _Seen:
-    """What TPE reads off one trial: kept while the trial is finished, read afresh each ask
-    while it runs."""
+    """What TPE reads off one complete or pruned trial."""
 
     __slots__ = ("trial", "number", "value", "infeasible", "pruned_score")
 
@@ -62,14 +61,12 @@ class _Seen:
         self.trial = trial
         self.number = trial.number
         self.value: float | None = None
-        self.infeasible = 0.0
         self.pruned_score: tuple[float, float] | None = None
         if trial.state == TrialState.COMPLETE and len(study.directions) == 1:
             self.value = trial.value
         elif trial.state == TrialState.PRUNED:
             self.pruned_score = _get_pruned_trial_score(trial, study)
-        if trial.state != TrialState.RUNNING:  # a running trial's constraints are not set yet
-            self.infeasible = _get_infeasible_trial_score(trial)
+        self.infeasible = _get_infeasible_trial_score(trial)
 
 
 class _Rows:
@@ -242,9 +239,8 @@ class RememberingTPESampler(TPESampler):
             kept.head += at_head
         if head:
             kept.head_rows = np.concatenate([kept.head_rows, head])
-        if type(storage) is InMemoryStorage:
-            return np.concatenate([kept.head_rows, np.array(rows, dtype=np.int64)]), running
-        return np.array(rows, dtype=np.int64), running
+        # (on another storage there is no head: head_rows stays empty)
+        return np.concatenate([kept.head_rows, np.array(rows, dtype=np.int64)]), running
 
     def _rows(self, kept: _Kept, search_space: dict[str, BaseDistribution], study: Study) -> _Rows:
         """The kept trials' parameters in ``search_space``."""
