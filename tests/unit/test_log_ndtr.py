@@ -78,3 +78,34 @@ def test_its_erf_returns_optunas_floats(size: int) -> None:
         mine, theirs = ours.erf(shaped), ours._optunas_erf(shaped)
         assert mine.shape == theirs.shape and mine.dtype == theirs.dtype == np.float64
         assert (mine.view(np.int64) == theirs.view(np.int64)).all()
+
+
+def _intervals(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Intervals left of 0, right of it, around it, inverted, empty; NaN and infinities."""
+    a = np.concatenate([rng.uniform(-45, 45, n), rng.normal(0, 2, n)])
+    widths = [rng.exponential(3, n), -rng.exponential(1, n // 10), np.zeros(n - n // 10)]
+    b = a + np.concatenate(widths)
+    # as many intervals around 0: how many values optuna's central case hands its erf at once
+    # decides which of erf's two methods computes them
+    a = np.concatenate([a, -rng.uniform(0, 3, n)])
+    b = np.concatenate([b, rng.uniform(1e-3, 3, n)])
+    special_a = [np.nan, -np.inf, 0.0, -0.0, 1.0, -np.inf, 3.0, 2.0]
+    special_b = [1.0, np.inf, 0.0, np.nan, np.inf, -5.0, -np.inf, 7.0]
+    return np.concatenate([a, special_a]), np.concatenate([b, special_b])
+
+
+@pytest.mark.parametrize("n", [0, 1, 50, 999, 1000, 3000])  # central cases below 2,000 and past
+def test_its_log_gauss_mass_returns_optunas_floats(
+    n: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = _intervals(np.random.default_rng(n), n)
+    for shape in ((a.size,), (a.size // 2, 2) if a.size % 2 == 0 else (a.size,)):
+        aa, bb = a.reshape(shape), b.reshape(shape)
+        with monkeypatch.context() as optunas, np.errstate(all="ignore"):
+            optunas.setattr(_truncnorm, "_log_ndtr", ours._optunas_log_ndtr)
+            optunas.setattr(_truncnorm, "erf", ours._optunas_erf)
+            theirs = ours._optunas_log_gauss_mass(aa, bb)
+        with np.errstate(all="ignore"):
+            mine = ours.log_gauss_mass(aa, bb)
+        assert mine.shape == theirs.shape and mine.dtype == theirs.dtype == np.float64
+        assert (mine.view(np.int64) == theirs.view(np.int64)).all()
