@@ -78,9 +78,8 @@ class _Rows:
         self.has = np.zeros(64, dtype=bool)
 
     def put(self, i: int, row: tuple[float, ...] | None) -> None:
-        if i >= len(self.has):
-            self.values = np.concatenate([self.values, np.empty_like(self.values)])
-            self.has = np.concatenate([self.has, np.zeros_like(self.has)])
+        if i == len(self.has):
+            self.values, self.has = _doubled(self.values), _doubled(self.has)
         self.has[i] = row is not None
         if row is not None:
             self.values[i] = row
@@ -115,8 +114,7 @@ class _Kept:
             self.seen.append(seen)
             if row == len(self.number):
                 for name in ("number", "group", "value", "last_step", "last_value", "infeasible"):
-                    column = getattr(self, name)
-                    setattr(self, name, np.concatenate([column, np.empty_like(column)]))
+                    setattr(self, name, _doubled(getattr(self, name)))
         else:
             self.seen[row] = seen
         self.row_of[seen.trial._trial_id] = row
@@ -130,6 +128,11 @@ class _Kept:
         self.value[row] = math.nan if seen.value is None else seen.value
         self.last_step[row], self.last_value[row] = seen.pruned_score or (0.0, 0.0)
         self.infeasible[row] = seen.infeasible
+
+
+def _doubled(column: np.ndarray) -> np.ndarray:
+    """``column`` with room for as many rows again (rows are written before they are read)."""
+    return np.concatenate([column, np.empty_like(column)])
 
 
 _COMPLETE, _PRUNED, _INFEASIBLE = 0, 1, 2
