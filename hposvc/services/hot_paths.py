@@ -273,12 +273,12 @@ _GUARD_NEW_CLAIMS_ANY_STUDY = _guard_statement(
 _GUARD_FAILED = "22012"  # PostgreSQL's division_by_zero
 
 
-# A worker's next claim decided in the batch of the report or complete that carried it (see
-# ``_claim_next_here``): what ``_CLAIM_CONTEXT`` and the lease check would have said. The worker
-# holds the trial that ended, so it is registered; the request id must be new; no running
-# trial's lease may have run out (the general path hands its trial out again first); and for
-# a claim naming no study, this one must be the only study running.
-def _next_claim_guard(*, any_study: bool) -> DriverStatement:
+# A worker's next claim decided in the transaction of the report or complete that carried it
+# (see ``_claim_next_here``): what ``_CLAIM_CONTEXT`` and the lease check would have said. The
+# worker holds the trial that ended, so it is registered; the request id must be new; no
+# running trial's lease may have run out (the general path hands its trial out again first);
+# and for a claim naming no study, this one must be the only study running.
+def _next_claim_may(*, any_study: bool) -> Any:
     request_new = ~(
         exists()
         .where(
@@ -290,11 +290,20 @@ def _next_claim_guard(*, any_study: bool) -> DriverStatement:
     condition = and_(~_a_lease_ran_out(_trials), request_new)
     if any_study:
         condition = and_(condition, _ONLY_STUDY_RUNNING)
-    return DriverStatement(_guard_statement(condition))
+    return condition
 
 
-_GUARD_NEXT_CLAIM = _next_claim_guard(any_study=False)
-_GUARD_NEXT_CLAIM_ANY_STUDY = _next_claim_guard(any_study=True)
+# PostgreSQL: a guard in the batch's pipeline, which fails the batch unless the claim may be
+# decided. SQLite: read first; its transaction holds the database's write lock, so what it
+# reads stays true until the commit (and there a division by zero is NULL, not an error).
+_GUARD_NEXT_CLAIM = DriverStatement(_guard_statement(_next_claim_may(any_study=False)))
+_GUARD_NEXT_CLAIM_ANY_STUDY = DriverStatement(_guard_statement(_next_claim_may(any_study=True)))
+_NEXT_CLAIM_MAY = select(_next_claim_may(any_study=False)).where(
+    _studies.c.id == bindparam("g_study")
+)
+_NEXT_CLAIM_MAY_ANY_STUDY = select(_next_claim_may(any_study=True)).where(
+    _studies.c.id == bindparam("g_study")
+)
 
 
 class _Writes:
@@ -342,18 +351,23 @@ _CLAIM_WITH_ID_AND_STUDY_ATTRS = _Writes(_STUDY_GAINS_TRIAL_AND_ATTRS, _INSERT_T
 
 
 # A claim answered without a thread holds up the event loop while it samples: only when the
-# study's last sample took less than this (random and grid take microseconds, TPE milliseconds
-# growing with the study, GP up to seconds).
-_QUICK_ASK_SECONDS = 0.005
+# study's samples take less than this (random and grid take microseconds, TPE milliseconds
+# growing with the study, GP up to seconds). A sample in a thread frees the loop little
+# more: it holds the GIL but for the interpreter's switch interval (5 ms) at a time.
+_QUICK_ASK_SECONDS = 0.010
 
 
 def _quick_to_sample(cache: StudyCache | None) -> bool:
-    last = None if cache is None else cache.last_ask_seconds
-    return last is not None and last < _QUICK_ASK_SECONDS
+    typical = None if cache is None else cache.typical_ask_seconds
+    return typical is not None and typical < _QUICK_ASK_SECONDS
 
 
 class _GeneralPath(Exception):  # noqa: N818 - a signal, not an error
     """This request needs the general path."""
+
+
+class _Stale(Exception):  # noqa: N818 - a signal, not an error
+    """A decision failed after the study's cache moved on: the cache must be dropped."""
 
 
 @dataclass
@@ -640,20 +654,19 @@ def _decide_together(
                 mutated = mutated or hot.mutated
                 if hot.claimed is not None:
                     claimed.append(hot.claimed)
-                nxt = None if db.is_sqlite else _rides(q, cache, caches, study_id)
+                nxt = _rides(q.body, cache, caches, study_id)
                 if nxt is not None and _ended(q.answer):
-                    hot = _Locked(conn, cache, study, _TrialRow(), now)
+                    next_guarded = next_guarded or not db.is_sqlite
                     try:
-                        next_guarded = True
-                        trial = _claim_next_here(db, hot, q.body.worker_id, nxt)
+                        trial, row = _claim_next_here(db, hot, q.body.worker_id, nxt)
                     except _GeneralPath:
-                        if hot.mutated:
-                            stale = True
-                            break
                         continue
+                    except _Stale:
+                        stale = True
+                        break
                     q.answer = _with_next_trial(q.answer, trial)
                     mutated = True
-                    claimed.append(hot.claimed)
+                    claimed.append(row)
                     rode.append((trial, nxt))
         if stale:
             caches.drop(study_id)
@@ -679,11 +692,11 @@ def _decide_together(
             q.done = True
 
 
-def _rides(q: _Queued, cache: StudyCache, caches: StudyCaches, study_id: int) -> NextClaim | None:
+def _rides(body: Any, cache: StudyCache, caches: StudyCaches, study_id: int) -> NextClaim | None:
     """The next claim a report or complete carries, if it claims from this study: one naming
     it, or naming none where the last claim naming none came here (checked again by
-    ``_GUARD_NEXT_CLAIM_ANY_STUDY``)."""
-    nxt = q.body.next_claim if isinstance(q.body, ReportRequest | CompleteRequest) else None
+    ``_next_claim_may``)."""
+    nxt = body.next_claim if isinstance(body, ReportRequest | CompleteRequest) else None
     if nxt is None:
         return None
     if nxt.study is None:
@@ -698,19 +711,83 @@ def _ended(answer: Any) -> bool:
     return answer is not None  # a complete's trial
 
 
-def _claim_next_here(db: Database, hot: _Locked, worker_id: int, nxt: NextClaim) -> ClaimedTrial:
-    """The worker's next claim, decided in the batch of the request that ended its trial (on
-    PostgreSQL): the claim ``trials.claim_next`` would make right after the batch, without a
-    batch of its own. ``_GUARD_NEXT_CLAIM`` fails the transaction (then every request of the
-    batch goes to the general path, nothing written) unless the claim may be decided here."""
+def _claim_next_here(
+    db: Database, ended: _Locked, worker_id: int, nxt: NextClaim
+) -> tuple[ClaimedTrial, _TrialRow]:
+    """The worker's next claim, decided in the transaction of the request that ended its trial
+    (``ended``): the claim ``trials.claim_next`` would make right after it, without a
+    transaction of its own. On PostgreSQL ``_GUARD_NEXT_CLAIM`` fails the transaction (then
+    every request of the batch goes to the general path, nothing written) unless the claim may
+    be decided here; on SQLite ``_NEXT_CLAIM_MAY`` is read first.
+
+    Returns:
+        The trial, and its row as written.
+
+    Raises:
+        _GeneralPath: not claimed here; nothing changed.
+        _Stale: the claim failed after the study's cache moved on; nothing of it was written.
+    """
+    hot = _Locked(ended.conn, ended.cache, ended.study, _TrialRow(), ended.now)
     keys = {
         "g_study": hot.cache.study_id,
         "b_now": hot.now,
         "g_worker": worker_id,
         "g_request": nxt.request_id,
     }
-    (_GUARD_NEXT_CLAIM_ANY_STUDY if nxt.study is None else _GUARD_NEXT_CLAIM).run(hot.conn, keys)
-    return _claim(hot, worker_id, nxt.request_id, db.reserve_id("trials"))
+    reserved = None
+    if db.is_sqlite:
+        may = _NEXT_CLAIM_MAY_ANY_STUDY if nxt.study is None else _NEXT_CLAIM_MAY
+        if not hot.conn.execute(may, keys).scalar_one():
+            raise _GeneralPath
+    else:
+        guard = _GUARD_NEXT_CLAIM_ANY_STUDY if nxt.study is None else _GUARD_NEXT_CLAIM
+        guard.run(hot.conn, keys)
+        reserved = db.reserve_id("trials")
+    try:
+        trial = _claim(hot, worker_id, nxt.request_id, reserved)
+    except _GeneralPath:
+        if hot.mutated:
+            raise _Stale from None
+        raise
+    assert hot.claimed is not None
+    return trial, hot.claimed
+
+
+def _decide_now(
+    db: Database,
+    caches: StudyCaches,
+    study_id: int,
+    trial_id: int,
+    body: ReportRequest | CompleteRequest,
+    decide: Any,
+) -> Any:
+    """``decide`` (``_decide_report`` or ``_decide_complete``) without waiting for a lock;
+    when it ends the trial, on SQLite, the worker's next claim is decided in the same
+    transaction if the study's sampler is quick (PostgreSQL decides it in the batch, see
+    ``_decide_together``). None when the general path must take the request (nothing written).
+    """
+    trial = nxt = None
+    stale = False
+    try:
+        with _locked(db, caches, study_id, trial_id, nowait=True) as hot:
+            answer = decide(hot, trial_id, body)
+            nxt = _rides(body, hot.cache, caches, study_id)
+            if db.is_sqlite and nxt and _ended(answer) and _quick_to_sample(hot.cache):
+                try:
+                    trial, _row = _claim_next_here(db, hot, body.worker_id, nxt)
+                except _GeneralPath:
+                    pass  # the worker's next claim is made after this transaction
+                except _Stale:
+                    stale = True  # the trial's end is stored all the same
+    except _GeneralPath:
+        return None
+    if stale:
+        caches.drop(study_id)
+    elif trial is not None and nxt is not None:
+        caches.remember_trial(trial.id, study_id)
+        caches.remember_claim_target(nxt.study, study_id)
+        answer = _with_next_trial(answer, trial)
+    return answer
 
 
 def _with_next_trial(answer: Any, trial: ClaimedTrial) -> Any:
@@ -832,7 +909,9 @@ def fast_claim(
         if not _quick_to_sample(caches.get(study_id)):
             return None
         with _locked(db, caches, study_id, nowait=nowait) as hot:
-            return _claim(hot, worker_id, request_id)
+            claimed_now = _claim(hot, worker_id, request_id)
+        caches.remember_claim_target(study_name, study_id)
+        return claimed_now
     except _GeneralPath:
         return None
 
@@ -955,11 +1034,10 @@ def fast_report(
         StorageError: the database failed.
     """
     if nowait:
-        try:
-            with _locked(db, caches, study_id, trial_id, nowait=True) as hot:
-                return _decide_report(hot, trial_id, body)
-        except _GeneralPath:
-            return None
+        now: tuple[ReportResponse, bool] | None = _decide_now(
+            db, caches, study_id, trial_id, body, _decide_report
+        )
+        return now
     answer: tuple[ReportResponse, bool] | None = _decide_in_turn(
         db, caches, study_id, _Queued(trial_id, body)
     )
@@ -1035,11 +1113,8 @@ def fast_complete(
     if not nowait:
         done: TrialRead | None = _decide_in_turn(db, caches, study_id, _Queued(trial_id, body))
         return done
-    try:
-        with _locked(db, caches, study_id, trial_id, nowait=True) as hot:
-            return _decide_complete(hot, trial_id, body)
-    except _GeneralPath:
-        return None
+    now: TrialRead | None = _decide_now(db, caches, study_id, trial_id, body, _decide_complete)
+    return now
 
 
 def _decide_complete(hot: _Locked, trial_id: int, body: CompleteRequest) -> TrialRead:

@@ -177,9 +177,9 @@ def _claim(
                 if previous is not None:
                     return _replay_claim(d, worker_id, request_id)
                 claimed = _claim_in_study(d, worker_id, request_id)
-                if claimed is not None:
-                    caches.remember_trial(claimed.id, claimed.study_id)
-                    return claimed
+            if claimed is not None:
+                caches.remember_trial(claimed.id, claimed.study_id)
+                return claimed
         except NotFoundError:
             if study_name is not None:
                 raise
@@ -540,7 +540,7 @@ def report_now(
     check: Rest = None
     if study_id is not None:
         check = partial(complete_study_if_done, db=db, caches=caches, study_id=study_id)
-    if not answer.should_prune or body.next_claim is None:
+    if not answer.should_prune or body.next_claim is None or answer.next_trial is not None:
         return answer, check
     return answer, _next_now(db, caches, body.worker_id, body.next_claim, answer, check)
 
@@ -553,7 +553,7 @@ def complete_now(
     if fast is None:
         return None
     answer = _completed(fast)
-    if body.next_claim is None:
+    if body.next_claim is None or answer.next_trial is not None:
         return answer, None
     return answer, _next_now(db, caches, body.worker_id, body.next_claim, answer, None)
 

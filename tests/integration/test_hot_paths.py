@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -756,4 +757,263 @@ def test_a_next_claim_sees_a_lease_that_ran_out(postgres_url: str) -> None:
     assert done.state == TrialState.COMPLETE and done.next_trial is not None
     with db.session() as session:
         assert session.get(Trial, quiet.id).state != TrialState.RUNNING.value
+    db.dispose()
+
+
+# -- the next claim decided in the transaction of the request that ends the trial (both) ----
+
+
+def _end_asking(
+    db: Database,
+    caches: StudyCaches,
+    trial_id: int,
+    body: ReportRequest | CompleteRequest,
+    *,
+    lane: bool,
+) -> Any:
+    """A report or complete as the fast lane answers it (``lane``: on SQLite its event-loop
+    call first, as ``WorkerFastLane`` makes it) or as the general entry point does."""
+    report = isinstance(body, ReportRequest)
+    if lane and db.is_sqlite:
+        now = (trials.report_now if report else trials.complete_now)(
+            db=db, caches=caches, trial_id=trial_id, body=body
+        )
+        if now is not None:
+            answer, rest = now
+            if rest is not None:
+                rest()
+            return answer
+    return (trials.report if report else trials.complete)(
+        db=db, caches=caches, trial_id=trial_id, body=body
+    )
+
+
+def _drive_asking(url: str, spec: dict[str, Any], *, lane: bool) -> list[tuple[int, str]]:
+    """``_drive`` with each report and complete carrying the worker's next claim, as slots send
+    them: the trial an answer brings is the worker's next. Returns each worker's trials."""
+    db, caches = Database(url), StudyCaches()
+    studies.create_study(db=db, spec=StudySpec.model_validate(spec))
+    ids = [workers.register(db=db, body=WorkerRegister(name=f"w{i}", host="h")) for i in range(2)]
+    held: dict[int, Any] = {}
+    got: list[tuple[int, str]] = []
+    for turn in range(300):
+        worker = ids[turn % 2]
+        nxt = NextClaim(request_id=f"n{turn}")
+        if worker not in held:
+            claimed = trials.claim(db=db, caches=caches, worker_id=worker, request_id=f"r{turn}")
+            if claimed is None:
+                if not held:
+                    break
+                continue
+            held[worker] = [claimed, 0]
+            got.append((worker, f"claimed {claimed.number}"))
+            continue
+        claimed, step = held[worker]
+        x = float(claimed.params.get("x", claimed.params.get("a", 0)))
+        if step < 6:
+            body: Any = ReportRequest(
+                worker_id=worker, step=step + 1, value=x * x + 1 / (step + 1), next_claim=nxt
+            )
+            held[worker][1] = step + 1
+        else:
+            body = CompleteRequest(worker_id=worker, values=[x * x], next_claim=nxt)
+        answer = _end_asking(db, caches, claimed.id, body, lane=lane)
+        ended = not isinstance(body, ReportRequest) or answer.should_prune
+        if ended:
+            del held[worker]
+            if answer.next_trial is not None:
+                held[worker] = [answer.next_trial, 0]
+                got.append((worker, f"rode {answer.next_trial.number}"))
+    db.dispose()
+    return got
+
+
+@pytest.mark.parametrize("lane", [True, False], ids=["lane", "thread"])
+@pytest.mark.parametrize("kind", SPECS)
+def test_next_claims_riding_on_hot_paths_write_what_the_general_path_writes(
+    kind: str, lane: bool, database_url: str, request: pytest.FixtureRequest, tmp_path: Any
+) -> None:
+    """Reports that prune and completes carry the worker's next claim: decided in their own
+    transaction on the hot paths, they hand out the same trials and write the same rows as
+    the general path, which claims after the trial ends."""
+    rides = request.getfixturevalue("next_claims_ridden")
+    hot_run = _drive_asking(database_url, SPECS[kind], lane=lane)
+    hot = _rows(database_url)
+    assert rides, "no next claim was decided in the transaction that ended a trial"
+    request.getfixturevalue("no_hot_paths")
+    other = _fresh(database_url, tmp_path, "general")
+    rides.clear()
+    general_run = _drive_asking(other, SPECS[kind], lane=lane)
+    assert not rides
+    assert hot_run == general_run
+    hot, general = _by_number(hot), _by_number(_rows(other))
+    assert hot["studies"][0]["state"] == "completed"
+    _assert_same_rows_but_seq(hot, general)  # one transaction where the general path has two
+
+
+@pytest.fixture
+def next_claims_ridden(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per next claim decided in the transaction of the request that carried it."""
+    rides: list[int] = []
+    real = hot_paths._claim_next_here
+
+    def counting(*args: Any) -> Any:
+        answer = real(*args)
+        rides.append(answer[0].id)
+        return answer
+
+    monkeypatch.setattr(hot_paths, "_claim_next_here", counting)
+    return rides
+
+
+@pytest.fixture
+def write_transactions(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per write transaction a ``Database`` opens on a plain connection."""
+    opened: list[int] = []
+    real = Database.connection
+
+    def counting(self: Database, **kwargs: Any) -> Any:
+        if kwargs.get("write"):
+            opened.append(1)
+        return real(self, **kwargs)
+
+    monkeypatch.setattr(Database, "connection", counting)
+    return opened
+
+
+def _report_asking(worker: int, request_id: str, value: float = 9.0) -> ReportRequest:
+    return ReportRequest(
+        worker_id=worker, step=1, value=value, next_claim=NextClaim(request_id=request_id)
+    )
+
+
+def _pruning_study(url: str) -> tuple[Database, StudyCaches, int, Any]:
+    """A study whose pruner prunes a report above 5, with a trial held by the worker, claimed
+    on the hot path (a first trial, claimed and completed, built the study's cache)."""
+    db, caches = Database(url), StudyCaches()
+    spec = make_spec(
+        sampler={"name": "random", "seed": 5},
+        pruner={"name": "threshold", "options": {"upper": 5.0}},
+        budget={"max_trials": 10, "lease_seconds": 60},
+    )
+    studies.create_study(db=db, spec=StudySpec.model_validate(spec))
+    worker = workers.register(db=db, body=WorkerRegister(name="w", host="h"))
+    built = trials.claim(db=db, caches=caches, worker_id=worker, request_id="zeroth")
+    assert built is not None
+    done = CompleteRequest(worker_id=worker, values=[1.0])
+    trials.complete(db=db, caches=caches, trial_id=built.id, body=done)
+    held = trials.claim(db=db, caches=caches, worker_id=worker, request_id="first")
+    assert held is not None and caches.claim_target(None) == held.study_id
+    cache = caches.get(held.study_id)
+    assert cache is not None
+    cache.ask_times.extend([0.0] * 5)  # quick (its first sample may not be, on a busy machine)
+    return db, caches, worker, held
+
+
+@pytest.mark.parametrize("lane", [True, False], ids=["lane", "thread"])
+def test_the_report_that_prunes_claims_the_next_trial_in_its_own_transaction(
+    lane: bool,
+    database_url: str,
+    tmp_path: Any,
+    write_transactions: list[int],
+    context_reads: list[int],
+) -> None:
+    """One write transaction prunes the trial and claims the next, with no context read; a
+    retry of the report (its answer was lost) replays the same next trial."""
+    db, caches, worker, held = _pruning_study(_fresh(database_url, tmp_path, "ride"))
+    write_transactions.clear()
+    context_reads.clear()
+    body = _report_asking(worker, "n1")
+    answer = _end_asking(db, caches, held.id, body, lane=lane)
+    assert answer.should_prune and answer.next_trial is not None
+    assert (len(write_transactions), context_reads) == (1, [])
+    assert caches.study_of_trial(answer.next_trial.id) == held.study_id
+    with db.session() as session:
+        nxt = session.get(Trial, answer.next_trial.id)
+        assert (nxt.state, nxt.worker_id, nxt.claim_request_id) == ("running", worker, "n1")
+        assert session.get(Trial, held.id).state == TrialState.PRUNED.value
+    again = _end_asking(db, caches, held.id, body, lane=lane)
+    assert again.should_prune and again.next_trial is not None
+    assert again.next_trial.id == answer.next_trial.id
+    assert [t["claim_request_id"] for t in _rows(db.url)["trials"]].count("n1") == 1
+    db.dispose()
+
+
+def _in_one_transaction(db: Database, ended_id: int, next_id: int) -> bool:
+    """Whether the trial that ended and the next one were written by one transaction: each
+    decision writes the study's next seq into the trials it touches."""
+    with db.session() as session:
+        return bool(session.get(Trial, ended_id).seq == session.get(Trial, next_id).seq)
+
+
+@pytest.mark.parametrize("lane", [True, False], ids=["lane", "thread"])
+def test_a_next_claim_that_may_not_ride_is_claimed_after_the_trial_ends(
+    lane: bool, database_url: str, tmp_path: Any
+) -> None:
+    """What ``_CLAIM_CONTEXT`` and the lease check would refuse is not decided in the ending
+    transaction: a request id already used (its trial has ended: no next trial), another
+    worker's lease that ran out (the general path hands that trial out again first), a claim
+    naming no study while two run."""
+    db, caches, worker, held = _pruning_study(_fresh(database_url, tmp_path, "refused"))
+    used = _end_asking(db, caches, held.id, _report_asking(worker, "first"), lane=lane)
+    assert used.should_prune and used.next_trial is None
+    assert [t["claim_request_id"] for t in _rows(db.url)["trials"]].count("first") == 1
+    ridden = trials.claim(db=db, caches=caches, worker_id=worker, request_id="ridden")
+    assert ridden is not None  # an ordinary next claim rides, as a check of the check
+    rides = _end_asking(db, caches, ridden.id, _report_asking(worker, "rides"), lane=lane)
+    assert rides.next_trial is not None
+    assert _in_one_transaction(db, ridden.id, rides.next_trial.id)
+    trials.complete(
+        db=db,
+        caches=caches,
+        trial_id=rides.next_trial.id,
+        body=CompleteRequest(worker_id=worker, values=[1.0]),
+    )
+
+    mine = trials.claim(db=db, caches=caches, worker_id=worker, request_id="second")
+    other = workers.register(db=db, body=WorkerRegister(name="w2", host="h"))
+    quiet = trials.claim(db=db, caches=caches, worker_id=other)
+    assert mine is not None and quiet is not None
+    with db.session(write=True) as session:
+        session.get(Trial, quiet.id).lease_expires_at = utcnow() - timedelta(seconds=1)
+    after_lease = _end_asking(db, caches, mine.id, _report_asking(worker, "third"), lane=lane)
+    assert after_lease.should_prune and after_lease.next_trial is not None
+    assert not _in_one_transaction(db, mine.id, after_lease.next_trial.id)
+    with db.session() as session:
+        assert session.get(Trial, quiet.id).state != TrialState.RUNNING.value
+
+    spec = make_spec(name="second", sampler={"name": "random", "seed": 6})
+    studies.create_study(db=db, spec=StudySpec.model_validate(spec))
+    two = _end_asking(
+        db, caches, after_lease.next_trial.id, _report_asking(worker, "fourth"), lane=lane
+    )
+    assert two.should_prune and two.next_trial is not None  # the general path chose a study
+    assert not _in_one_transaction(db, after_lease.next_trial.id, two.next_trial.id)
+    db.dispose()
+
+
+@pytest.mark.parametrize("lane", [True, False], ids=["lane", "thread"])
+def test_a_next_claim_that_fails_once_sampled_leaves_the_trial_ended_and_claims_again(
+    lane: bool, database_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sampler hands back something the hot claim cannot write after the cache moved on:
+    the trial's end is stored all the same, the study's cache is dropped (rebuilt from the
+    database), and the worker's next claim is made after the trial ended."""
+    db, caches, worker, held = _pruning_study(_fresh(database_url, tmp_path, "stale"))
+    cache = caches.get(held.study_id)
+    assert cache is not None
+    real_ask = cache.ask
+
+    def asks_a_waiting_trial() -> Any:
+        asked = real_ask()
+        return None if asked is None else replace(asked, was_waiting=True)
+
+    monkeypatch.setattr(cache, "ask", asks_a_waiting_trial)
+    answer = _end_asking(db, caches, held.id, _report_asking(worker, "n1"), lane=lane)
+    assert answer.should_prune and answer.next_trial is not None
+    assert caches.get(held.study_id) is not cache
+    rows = sorted(_rows(db.url)["trials"], key=lambda t: t["number"])
+    assert [t["state"] for t in rows] == ["complete", "pruned", "running"]
+    assert [t["number"] for t in rows] == [0, 1, 2]
+    assert rows[2]["claim_request_id"] == "n1" and rows[2]["id"] == answer.next_trial.id
     db.dispose()
