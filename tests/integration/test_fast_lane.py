@@ -242,3 +242,90 @@ def test_lane_checks_the_token(sqlite_template: Path, tmp_path: Path, header: st
         client.headers.pop("Authorization")
         r = client.post("/api/v1/trials/claim", json={"worker_id": worker}, headers=headers)
         assert r.status_code == (200 if header == "Bearer s3cret" else 401), r.text
+
+
+def _uploads(client: TestClient) -> list[tuple[int, Any]]:
+    """Every kind of answer an artifact upload gives, good and bad, and what is stored."""
+    assert client.post("/api/v1/studies", json=make_spec()).status_code == 201
+    worker = register(client)
+    other = register(client, name="other")
+    trial = client.post("/api/v1/trials/claim", json={"worker_id": worker}).json()["id"]
+    url = f"/api/v1/trials/{trial}/artifacts"
+    blob = bytes(range(256)) * 8
+
+    def put(path: str, query: str, content: bytes = blob) -> Any:
+        return client.put(f"{path}?{query}" if query else path, content=content)
+
+    out = [
+        put(f"{url}/model", f"worker_id={worker}"),
+        put(f"{url}/checkpoint", f"worker_id={worker}", b"state"),
+        put(f"{url}/checkpoint", f"worker_id={worker}", b""),
+        put(f"{url}/model", f"worker_id={other}"),
+        put(f"{url}/model", ""),
+        put(f"{url}/model", "worker_id=0"),
+        put(f"{url}/model", "worker_id=abc"),
+        put(f"{url}/model", f"worker_id=0{worker}"),
+        put(f"{url}/model", f"worker_id={worker}&worker_id={other}"),
+        put(f"{url}/model", f"worker_id={worker}&extra=1"),
+        put(f"{url}/model", f"worker_id={10**19}"),
+        put(f"{url}/weights", f"worker_id={worker}"),
+        put(f"{url}/model", f"worker_id={worker}", b"x" * 5000),  # over the store's limit
+        put("/api/v1/trials/424242/artifacts/model", f"worker_id={worker}"),
+        put("/api/v1/trials/0/artifacts/model", f"worker_id={worker}"),
+        client.get(f"{url}/model"),
+        client.get(f"{url}/checkpoint"),
+    ]
+    done = {"worker_id": worker, "values": [1.0]}
+    assert client.post(f"/api/v1/trials/{trial}/complete", json=done).status_code == 200
+    out += [
+        put(f"{url}/checkpoint", f"worker_id={worker}"),  # a finished trial takes no checkpoint
+        put(f"{url}/model", f"worker_id={worker}", b"final"),
+        client.get(f"{url}/model"),
+    ]
+    return [
+        (r.status_code, r.content)
+        if r.headers.get("content-type") == "application/octet-stream"
+        else _comparable(r)
+        for r in out
+    ]
+
+
+def test_lane_uploads_like_fastapi(
+    sqlite_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Artifact uploads: the same answers and the same stored bytes through the lane as
+    through FastAPI's route; the lane streams the ordinary ones itself."""
+    took: list[bool] = []
+    real = fast_lane.WorkerFastLane._upload
+
+    async def recording(self: Any, *args: Any) -> bool:
+        took.append(await real(self, *args))
+        return took[-1]
+
+    monkeypatch.setattr(fast_lane.WorkerFastLane, "_upload", recording)
+    monkeypatch.setenv("HPOSVC_MAX_ARTIFACT_BYTES", "4096")
+    with _client(sqlite_template, tmp_path, lane=False) as plain:
+        expected = _uploads(plain)
+    assert not took
+    with _client(sqlite_template, tmp_path, lane=True) as fast:
+        got = _uploads(fast)
+    for i, (want, have) in enumerate(zip(expected, got, strict=True)):
+        assert have == want, f"request {i}"
+    assert {200, 404, 409, 413, 422} <= {status for status, _ in got}
+    assert got[15] == (200, bytes(range(256)) * 8) and got[16] == (200, b"")
+    assert got[-1] == (200, b"final")
+    # the lane answered the well-formed ones, refused or not (model, checkpoint twice, other
+    # worker, too large, unknown trial, both after the complete); FastAPI the rest
+    assert took.count(True) == 8 and took.count(False) == 7  # the 7 odd queries
+
+
+def test_lane_checks_the_token_of_uploads(sqlite_template: Path, tmp_path: Path) -> None:
+    with _client(sqlite_template, tmp_path, lane=True, token="s3cret") as client:
+        assert client.post("/api/v1/studies", json=make_spec()).status_code == 201
+        worker = register(client)
+        trial = client.post("/api/v1/trials/claim", json={"worker_id": worker}).json()["id"]
+        url = f"/api/v1/trials/{trial}/artifacts/model?worker_id={worker}"
+        for header, status in [(None, 401), ("Bearer wrong", 401), ("Bearer s3cret", 200)]:
+            client.headers.pop("Authorization", None)
+            headers = {"Authorization": header} if header else {}
+            assert client.put(url, content=b"m", headers=headers).status_code == status
