@@ -28,7 +28,12 @@ from hposvc.schemas.trials import ClaimedTrial, NextClaim
 from workers.client import LeaseLost, ServerClient, ServerUnreachable
 from workers.devices import Slot
 from workers.settings import WorkerSettings
-from workers.training.pruning import QueuedReports, TrialPruned, report_thread
+from workers.training.pruning import (
+    QueuedReports,
+    TrialPruned,
+    background_thread,
+    report_thread,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -257,11 +262,13 @@ def run_one(
 ) -> TrialEnd:
     """Train one claimed trial and tell the server how it ended.
 
-    The built-in loop's final model uploads while the test split is evaluated; complete
-    follows the upload, so a completed trial's model is on the server when complete is
-    answered. A pruned trial is already finished on the server: its user attrs (history,
-    metrics) are returned as a send for later, which the slot makes once its next claim is
-    answered, while the next trial trains (sent with the claim, they delayed its answer).
+    The built-in loop's final model uploads while the test split is evaluated and the last
+    report's answer comes (a trial that answer prunes has uploaded its model: the server
+    keeps it); complete follows the upload, so a completed trial's model is on the server
+    when complete is answered. A pruned trial is already finished on the server: its user
+    attrs (history, metrics) are returned as a send for later, which the slot makes once its
+    next claim is answered, while the next trial trains (sent with the claim, they delayed
+    its answer).
 
     Kept cheap around the training (the target is <= 3% of wall time outside it): the
     built-in loop's report goes out while the next epoch trains, and checkpoints come every
@@ -289,9 +296,10 @@ def run_one(
     uploads = BackgroundCheckpointStore(store) if built_in else None
     model_upload: Future[None] | None = None
 
-    def upload_model(blob: bytes) -> None:  # uploads while the test split is evaluated
-        nonlocal model_upload
-        model_upload = report_thread().submit(client.upload, trial.id, worker_id, "model", blob)
+    def upload_model(blob: bytes) -> None:  # while the last report's answer comes, and the
+        nonlocal model_upload  # test split is evaluated: on a thread of its own
+        pool = background_thread("model-upload")
+        model_upload = pool.submit(client.upload, trial.id, worker_id, "model", blob)
 
     reporter = ServerReporter(
         client,
@@ -354,6 +362,8 @@ def run_one(
             return TrialEnd(next_trial=reporter.next_trial)
         attrs = {**_result_attrs(result, started), "slot": slot.index, "device": slot.device}
         if result.stopped == "pruned":
+            if model_upload is not None:  # pruned by the last report, its model went meanwhile
+                model_upload.exception()  # waits; the trial keeps no model all the same
             return TrialEnd(
                 partial(_send_attrs, client, trial, worker_id, attrs), reporter.next_trial
             )

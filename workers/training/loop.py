@@ -74,6 +74,7 @@ def fit(
     checkpoints: CheckpointStore | None = None,
     frozen_modules: Sequence[str] = (),
     overlap_reports: bool = False,
+    finishing: Callable[[nn.Module], None] | None = None,
 ) -> FitResult:
     """Train ``model`` on ``data`` as ``cfg`` says; resume from ``checkpoints`` when it has one.
 
@@ -87,6 +88,10 @@ def fit(
         overlap_reports: send each report from a background thread and train the next epoch
             meanwhile; a prune answer stops that epoch at the next batch and discards it. The
             reporter must then be callable from another thread.
+        finishing: called once with the final model (best weights restored) when the run
+            ends unpruned, while the last report's answer may still be on its way (the end's
+            work, such as the test split's evaluation, overlaps it). If that answer prunes the
+            trial, the result says so: what ``finishing`` did is then of no use.
 
     Returns:
         The history and how the run ended.
@@ -147,6 +152,7 @@ def fit(
         return {"how": "pruned", "epoch": step, "reason": reason}
 
     reports = ReportChannel(reporter, overlap=overlap_reports)
+    restored = False  # the best weights were loaded back for ``finishing``
     last_checkpoint = time.monotonic()
     epoch = start_epoch - 1
     try:
@@ -236,10 +242,10 @@ def fit(
                 time.monotonic() - last_checkpoint >= cfg.checkpoint_every_seconds
                 or checkpoints.requested()
             )
-            # A checkpoint never gets ahead of the server's answers, nor does the trial's end.
-            if (save or stop is not None or epoch == cfg.max_epochs) and (
-                step := reports.settle()
-            ) is not None:
+            # A checkpoint never gets ahead of the server's answers, nor does the trial's end
+            # (with ``finishing``, the last answer is awaited once that has run, below).
+            ending = stop is not None or epoch == cfg.max_epochs
+            if (save or (ending and finishing is None)) and (step := reports.settle()) is not None:
                 stop = pruned_at(step)
                 break
             if save and checkpoints is not None:
@@ -261,6 +267,13 @@ def fit(
                     )
                 )
                 last_checkpoint = time.monotonic()
+        if finishing is not None and (stop is None or stop["how"] != "pruned"):
+            if cfg.restore_best and best_state is not None:
+                model.load_state_dict(best_state)
+                restored = True
+            finishing(model)
+            if (step := reports.settle()) is not None:
+                stop = pruned_at(step)
     finally:
         reports.close()
 
@@ -275,7 +288,8 @@ def fit(
     best_epoch = stopper.best_epoch
     chosen = history[-1] if history else {}
     if cfg.restore_best and best_state is not None and stop["how"] != "pruned":
-        model.load_state_dict(best_state)
+        if not restored:
+            model.load_state_dict(best_state)
         chosen = next((h for h in history if h["epoch"] == best_epoch), chosen)
     logger.info("training %s at epoch %d: %s", stop["how"], stop["epoch"], stop["reason"])
     return FitResult(

@@ -43,20 +43,25 @@ class NullReporter:
         return False
 
 
-_thread: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool): a fork needs its own
-_thread_lock = threading.Lock()
+_threads: dict[str, tuple[int, ThreadPoolExecutor]] = {}  # name: (pid, pool); a fork: its own
+_threads_lock = threading.Lock()
 
 
-def report_thread() -> ThreadPoolExecutor:
-    """The process's one background thread for reports (FIFO: reports go out in order).
+def background_thread(name: str) -> ThreadPoolExecutor:
+    """The process's one background thread called ``name`` (FIFO: calls run in order).
 
     Kept across trials (a slot runs one trial at a time), so its HTTP connection is kept too.
     """
-    global _thread
-    with _thread_lock:
-        if _thread is None or _thread[0] != os.getpid():
-            _thread = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="report"))
-        return _thread[1]
+    with _threads_lock:
+        kept = _threads.get(name)
+        if kept is None or kept[0] != os.getpid():
+            kept = _threads[name] = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix=name))
+        return kept[1]
+
+
+def report_thread() -> ThreadPoolExecutor:
+    """The process's one background thread for reports (FIFO: reports go out in order)."""
+    return background_thread("report")
 
 
 class ReportChannel:

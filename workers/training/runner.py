@@ -49,8 +49,10 @@ def run_trial(
         overlap_reports: the built-in loop reports in the background while the next epoch
             trains (see :func:`~workers.training.loop.fit`); user objectives report as they do.
         model_ready: called with the final model (``TrialResult.model_state``) once training
-            is over and the trial was not pruned, before the test split is evaluated, so the
-            caller can upload it meanwhile (the evaluation does not change the model).
+            is over, before the test split is evaluated, so the caller can upload it meanwhile
+            (the evaluation does not change the model). Both overlap the answer to the last
+            report: a trial that answer prunes has had its model passed here all the same
+            (its result keeps neither model nor test metrics).
 
     Returns:
         The result; a pruned trial returns normally with ``stopped="pruned"``.
@@ -73,6 +75,19 @@ def run_trial(
         if cfg.freeze:
             frozen = freeze(model, cfg.freeze)
 
+    end: dict[str, Any] = {}  # the final model's bytes and test metrics
+
+    def finishing(final: nn.Module) -> None:
+        end["model_state"] = to_bytes({k: v.detach().cpu() for k, v in final.state_dict().items()})
+        if model_ready is not None:
+            model_ready(end["model_state"])
+        if data.test is not None:
+            autocast, _ = precision_context(cfg.precision, torch.device(device))
+            criterion = build_loss(cfg, data)
+            end["test"] = evaluate(
+                final, data.test, data, criterion, cfg, autocast, prefix="test_"
+            )
+
     result = fit(
         model,
         data,
@@ -81,18 +96,14 @@ def run_trial(
         checkpoints=checkpoints,
         frozen_modules=frozen,
         overlap_reports=overlap_reports,
+        finishing=finishing,
     )
 
     model_state = None  # a pruned trial keeps no model
-    if result.stopped != "pruned":
-        model_state = to_bytes({k: v.detach().cpu() for k, v in model.state_dict().items()})
-        if model_ready is not None:
-            model_ready(model_state)
     metrics = dict(result.val_metrics)
-    if data.test is not None and result.stopped != "pruned":
-        autocast, _ = precision_context(cfg.precision, torch.device(device))
-        criterion = build_loss(cfg, data)
-        metrics.update(evaluate(model, data.test, data, criterion, cfg, autocast, prefix="test_"))
+    if result.stopped != "pruned":
+        model_state = end["model_state"]
+        metrics.update(end.get("test", {}))
     values = [metrics.get(name, float("nan")) for name in cfg.objective]
     return TrialResult(
         values=values,

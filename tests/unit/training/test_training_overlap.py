@@ -321,3 +321,76 @@ def test_close_drops_the_waiting_checkpoint_and_waits_for_the_one_in_flight() ->
     assert inner.saved == [b"1"]
     with pytest.raises(RuntimeError, match="closed"):
         store.save(b"3")
+
+
+# -- the end of a trial overlaps the answer to its last report ------------------------------
+
+
+class _SlowLastAnswer:
+    """Answers every report at once but the one at ``last``, which waits for ``release``
+    (set by the end's work) and then says ``prune``."""
+
+    def __init__(self, last: int, release: threading.Event, *, prune: bool) -> None:
+        self.last, self.release, self.prune = last, release, prune
+        self.steps: list[int] = []
+        self.waited: bool | None = None
+
+    def report(self, step: int, value: float) -> bool:  # noqa: ARG002
+        self.steps.append(step)
+        if step != self.last:
+            return False
+        self.waited = self.release.wait(10)
+        return self.prune
+
+
+@pytest.mark.parametrize("prune", [False, True], ids=["kept", "pruned at the last report"])
+def test_the_model_and_the_test_split_are_done_while_the_last_answer_comes(
+    monkeypatch: pytest.MonkeyPatch, prune: bool
+) -> None:
+    """The final model goes to ``model_ready`` and the test split is evaluated before the
+    answer to the last report is in (it waits for them here); a trial that answer prunes
+    keeps neither the model nor the test metrics."""
+    import workers.training.runner as runner
+
+    release = threading.Event()
+    real = runner.evaluate
+
+    def evaluate(*args: Any, **kw: Any) -> dict[str, float]:
+        scores = real(*args, **kw)
+        release.set()  # the last report's answer may come now
+        return scores
+
+    monkeypatch.setattr(runner, "evaluate", evaluate)
+    reporter = _SlowLastAnswer(4, release, prune=prune)
+    ready: list[bytes] = []
+    config = {**IRIS, "max_epochs": 4, "test_fraction": 0.2}
+    result = run_trial(config, {}, reporter, None, overlap_reports=True, model_ready=ready.append)
+    assert reporter.waited is True and reporter.steps == [1, 2, 3, 4]
+    assert len(ready) == 1 and from_bytes(ready[0])
+    if prune:
+        assert (result.stopped, result.stop_epoch) == ("pruned", 4)
+        assert result.model_state is None
+        assert not any(k.startswith("test_") for k in result.metrics)
+    else:
+        assert result.stopped == "completed" and result.model_state == ready[0]
+        assert "test_accuracy" in result.metrics
+
+
+def test_an_early_stop_overlaps_its_last_answer_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    import workers.training.runner as runner
+
+    release = threading.Event()
+    real = runner.evaluate
+
+    def evaluate(*args: Any, **kw: Any) -> dict[str, float]:
+        release.set()
+        return real(*args, **kw)
+
+    monkeypatch.setattr(runner, "evaluate", evaluate)
+    config = {**IRIS, "lr": 1e-9, "max_epochs": 10, "early_stopping": {"patience": 2}}
+    reporter = _SlowLastAnswer(3, release, prune=False)  # early stops at 3 (see above)
+    config["test_fraction"] = 0.2
+    result = run_trial(config, {}, reporter, None, overlap_reports=True)
+    assert reporter.waited is True
+    assert (result.stopped, result.stop_epoch) == ("early_stopped", 3)
+    assert "test_accuracy" in result.metrics

@@ -332,3 +332,38 @@ def test_a_next_trial_that_comes_as_the_worker_stops_is_handed_back(
     slot.slot_main(WorkerSettings(), 3, SLOT, client.stop)
     assert client.names()[-3:] == ["complete", "claim with it", "release"]
     assert client.steps() == [1, 2, 3, 4, 5, 6]  # the second trial never ran
+
+
+class LastAnswerAfterUploadClient(FakeClient):
+    """Answers the report of epoch ``last`` only once the model upload has started (prune or
+    not as told), so a slot that uploaded only after that answer would wait here in vain."""
+
+    def __init__(self, stop: threading.Event, last: int, *, prune: bool) -> None:
+        super().__init__(stop, prune_at=last if prune else None)
+        self.last = last
+        self.uploading = threading.Event()
+        self.waited: bool | None = None
+
+    def report(self, trial_id: int, worker_id: int, step: int, value: float) -> bool:
+        if step == self.last:
+            self.waited = self.uploading.wait(10)
+        return super().report(trial_id, worker_id, step, value)
+
+    def upload(self, *args: Any) -> None:
+        self.uploading.set()
+        super().upload(*args)
+
+
+@pytest.mark.parametrize("prune", [False, True], ids=["completed", "pruned at the last report"])
+def test_the_model_uploads_while_the_last_report_is_answered(prune: bool) -> None:
+    """The final model goes up on its own thread while the last report waits for its answer;
+    complete comes after both. Pruned by that answer, the trial ends pruned (its model is on
+    the server all the same)."""
+    client = LastAnswerAfterUploadClient(threading.Event(), 3, prune=prune)
+    _run(client, {**IRIS, "max_epochs": 3})
+    assert client.waited is True
+    assert client.uploads["model"] and from_bytes(client.uploads["model"][0])
+    if prune:
+        assert "complete" not in client.names() and client.attrs["stopped"] == "pruned"
+    else:
+        assert client.names()[-1] == "complete" and client.attrs["stopped"] == "completed"
