@@ -53,38 +53,82 @@ IGNORED = {
 }
 
 
-def _drive(url: str, spec: dict[str, Any]) -> None:
-    """Two workers interleave claims, reports (pruned or not) and completes to the end."""
+def _drive(
+    url: str, spec: dict[str, Any], *, next_claims: bool = False, lane: bool = False
+) -> list[tuple[int, str]]:
+    """Two workers interleave claims, reports (pruned or not) and completes to the end.
+
+    With ``next_claims`` each report and complete carries the worker's next claim, as slots
+    send them, and the trial an answer brings is the worker's next; they are answered as
+    the fast lane answers them (``lane``, see ``_end``) or as the general entry points do.
+
+    Returns:
+        Each trial a worker got, in order, and how (claimed, or brought by an answer).
+    """
     db, caches = Database(url), StudyCaches()
     studies.create_study(db=db, spec=StudySpec.model_validate(spec))
     ids = [workers.register(db=db, body=WorkerRegister(name=f"w{i}", host="h")) for i in range(2)]
     held: dict[int, Any] = {}
-    for turn in range(200):
+    got: list[tuple[int, str]] = []
+    for turn in range(300):
         worker = ids[turn % 2]
-        trial = held.get(worker)
-        if trial is None:
-            trial = trials.claim(db=db, caches=caches, worker_id=worker, request_id=f"r{turn}")
-            if trial is None:
+        nxt = NextClaim(request_id=f"n{turn}") if next_claims else None
+        if worker not in held:
+            claimed = trials.claim(db=db, caches=caches, worker_id=worker, request_id=f"r{turn}")
+            if claimed is None:
                 if not held:
                     break
                 continue
-            held[worker] = [trial, 0]
+            held[worker] = [claimed, 0]
+            got.append((worker, f"claimed {claimed.number}"))
             continue
-        claimed, step = trial
+        claimed, step = held[worker]
         x = float(claimed.params.get("x", claimed.params.get("a", 0)))
         if step < 6:
-            body = ReportRequest(worker_id=worker, step=step + 1, value=x * x + 1 / (step + 1))
-            answer = trials.report(db=db, caches=caches, trial_id=claimed.id, body=body)
-            trial[1] = step + 1
-            if answer.should_prune:  # the worker sends its metrics, as slots do
-                attrs = UserAttrsRequest(worker_id=worker, user_attrs={"epochs": step + 1})
-                trials.set_user_attrs(db=db, caches=caches, trial_id=claimed.id, body=attrs)
-                del held[worker]
+            value = x * x + 1 / (step + 1)
+            body: Any = ReportRequest(worker_id=worker, step=step + 1, value=value, next_claim=nxt)
+            held[worker][1] = step + 1
         else:
-            done = CompleteRequest(worker_id=worker, values=[x * x], user_attrs={"w": worker})
-            trials.complete(db=db, caches=caches, trial_id=claimed.id, body=done)
-            del held[worker]
+            body = CompleteRequest(
+                worker_id=worker, values=[x * x], user_attrs={"w": worker}, next_claim=nxt
+            )
+        answer = _end(db, caches, claimed.id, body, lane=lane)
+        if isinstance(body, ReportRequest) and not answer.should_prune:
+            continue
+        del held[worker]
+        if isinstance(body, ReportRequest):  # the worker sends its metrics, as slots do
+            attrs = UserAttrsRequest(worker_id=worker, user_attrs={"epochs": step + 1})
+            trials.set_user_attrs(db=db, caches=caches, trial_id=claimed.id, body=attrs)
+        if answer.next_trial is not None:
+            held[worker] = [answer.next_trial, 0]
+            got.append((worker, f"brought {answer.next_trial.number}"))
     db.dispose()
+    return got
+
+
+def _end(
+    db: Database,
+    caches: StudyCaches,
+    trial_id: int,
+    body: ReportRequest | CompleteRequest,
+    *,
+    lane: bool,
+) -> Any:
+    """A report or complete as the fast lane answers it (``lane``: on SQLite its event-loop
+    call first, as ``WorkerFastLane`` makes it) or as the general entry point does."""
+    report = isinstance(body, ReportRequest)
+    if lane and db.is_sqlite:
+        now = (trials.report_now if report else trials.complete_now)(
+            db=db, caches=caches, trial_id=trial_id, body=body
+        )
+        if now is not None:
+            answer, rest = now
+            if rest is not None:
+                rest()
+            return answer
+    return (trials.report if report else trials.complete)(
+        db=db, caches=caches, trial_id=trial_id, body=body
+    )
 
 
 def _rows(url: str) -> dict[str, list[dict[str, Any]]]:
@@ -763,71 +807,6 @@ def test_a_next_claim_sees_a_lease_that_ran_out(postgres_url: str) -> None:
 # -- the next claim decided in the transaction of the request that ends the trial (both) ----
 
 
-def _end_asking(
-    db: Database,
-    caches: StudyCaches,
-    trial_id: int,
-    body: ReportRequest | CompleteRequest,
-    *,
-    lane: bool,
-) -> Any:
-    """A report or complete as the fast lane answers it (``lane``: on SQLite its event-loop
-    call first, as ``WorkerFastLane`` makes it) or as the general entry point does."""
-    report = isinstance(body, ReportRequest)
-    if lane and db.is_sqlite:
-        now = (trials.report_now if report else trials.complete_now)(
-            db=db, caches=caches, trial_id=trial_id, body=body
-        )
-        if now is not None:
-            answer, rest = now
-            if rest is not None:
-                rest()
-            return answer
-    return (trials.report if report else trials.complete)(
-        db=db, caches=caches, trial_id=trial_id, body=body
-    )
-
-
-def _drive_asking(url: str, spec: dict[str, Any], *, lane: bool) -> list[tuple[int, str]]:
-    """``_drive`` with each report and complete carrying the worker's next claim, as slots send
-    them: the trial an answer brings is the worker's next. Returns each worker's trials."""
-    db, caches = Database(url), StudyCaches()
-    studies.create_study(db=db, spec=StudySpec.model_validate(spec))
-    ids = [workers.register(db=db, body=WorkerRegister(name=f"w{i}", host="h")) for i in range(2)]
-    held: dict[int, Any] = {}
-    got: list[tuple[int, str]] = []
-    for turn in range(300):
-        worker = ids[turn % 2]
-        nxt = NextClaim(request_id=f"n{turn}")
-        if worker not in held:
-            claimed = trials.claim(db=db, caches=caches, worker_id=worker, request_id=f"r{turn}")
-            if claimed is None:
-                if not held:
-                    break
-                continue
-            held[worker] = [claimed, 0]
-            got.append((worker, f"claimed {claimed.number}"))
-            continue
-        claimed, step = held[worker]
-        x = float(claimed.params.get("x", claimed.params.get("a", 0)))
-        if step < 6:
-            body: Any = ReportRequest(
-                worker_id=worker, step=step + 1, value=x * x + 1 / (step + 1), next_claim=nxt
-            )
-            held[worker][1] = step + 1
-        else:
-            body = CompleteRequest(worker_id=worker, values=[x * x], next_claim=nxt)
-        answer = _end_asking(db, caches, claimed.id, body, lane=lane)
-        ended = not isinstance(body, ReportRequest) or answer.should_prune
-        if ended:
-            del held[worker]
-            if answer.next_trial is not None:
-                held[worker] = [answer.next_trial, 0]
-                got.append((worker, f"rode {answer.next_trial.number}"))
-    db.dispose()
-    return got
-
-
 @pytest.mark.parametrize("lane", [True, False], ids=["lane", "thread"])
 @pytest.mark.parametrize("kind", SPECS)
 def test_next_claims_riding_on_hot_paths_write_what_the_general_path_writes(
@@ -837,13 +816,13 @@ def test_next_claims_riding_on_hot_paths_write_what_the_general_path_writes(
     transaction on the hot paths, they hand out the same trials and write the same rows as
     the general path, which claims after the trial ends."""
     rides = request.getfixturevalue("next_claims_ridden")
-    hot_run = _drive_asking(database_url, SPECS[kind], lane=lane)
+    hot_run = _drive(database_url, SPECS[kind], next_claims=True, lane=lane)
     hot = _rows(database_url)
     assert rides, "no next claim was decided in the transaction that ended a trial"
     request.getfixturevalue("no_hot_paths")
     other = _fresh(database_url, tmp_path, "general")
     rides.clear()
-    general_run = _drive_asking(other, SPECS[kind], lane=lane)
+    general_run = _drive(other, SPECS[kind], next_claims=True, lane=lane)
     assert not rides
     assert hot_run == general_run
     hot, general = _by_number(hot), _by_number(_rows(other))
@@ -924,7 +903,7 @@ def test_the_report_that_prunes_claims_the_next_trial_in_its_own_transaction(
     write_transactions.clear()
     context_reads.clear()
     body = _report_asking(worker, "n1")
-    answer = _end_asking(db, caches, held.id, body, lane=lane)
+    answer = _end(db, caches, held.id, body, lane=lane)
     assert answer.should_prune and answer.next_trial is not None
     assert (len(write_transactions), context_reads) == (1, [])
     assert caches.study_of_trial(answer.next_trial.id) == held.study_id
@@ -932,7 +911,7 @@ def test_the_report_that_prunes_claims_the_next_trial_in_its_own_transaction(
         nxt = session.get(Trial, answer.next_trial.id)
         assert (nxt.state, nxt.worker_id, nxt.claim_request_id) == ("running", worker, "n1")
         assert session.get(Trial, held.id).state == TrialState.PRUNED.value
-    again = _end_asking(db, caches, held.id, body, lane=lane)
+    again = _end(db, caches, held.id, body, lane=lane)
     assert again.should_prune and again.next_trial is not None
     assert again.next_trial.id == answer.next_trial.id
     assert [t["claim_request_id"] for t in _rows(db.url)["trials"]].count("n1") == 1
@@ -955,12 +934,12 @@ def test_a_next_claim_that_may_not_ride_is_claimed_after_the_trial_ends(
     worker's lease that ran out (the general path hands that trial out again first), a claim
     naming no study while two run."""
     db, caches, worker, held = _pruning_study(_fresh(database_url, tmp_path, "refused"))
-    used = _end_asking(db, caches, held.id, _report_asking(worker, "first"), lane=lane)
+    used = _end(db, caches, held.id, _report_asking(worker, "first"), lane=lane)
     assert used.should_prune and used.next_trial is None
     assert [t["claim_request_id"] for t in _rows(db.url)["trials"]].count("first") == 1
     ridden = trials.claim(db=db, caches=caches, worker_id=worker, request_id="ridden")
     assert ridden is not None  # an ordinary next claim rides, as a check of the check
-    rides = _end_asking(db, caches, ridden.id, _report_asking(worker, "rides"), lane=lane)
+    rides = _end(db, caches, ridden.id, _report_asking(worker, "rides"), lane=lane)
     assert rides.next_trial is not None
     assert _in_one_transaction(db, ridden.id, rides.next_trial.id)
     trials.complete(
@@ -976,7 +955,7 @@ def test_a_next_claim_that_may_not_ride_is_claimed_after_the_trial_ends(
     assert mine is not None and quiet is not None
     with db.session(write=True) as session:
         session.get(Trial, quiet.id).lease_expires_at = utcnow() - timedelta(seconds=1)
-    after_lease = _end_asking(db, caches, mine.id, _report_asking(worker, "third"), lane=lane)
+    after_lease = _end(db, caches, mine.id, _report_asking(worker, "third"), lane=lane)
     assert after_lease.should_prune and after_lease.next_trial is not None
     assert not _in_one_transaction(db, mine.id, after_lease.next_trial.id)
     with db.session() as session:
@@ -984,9 +963,7 @@ def test_a_next_claim_that_may_not_ride_is_claimed_after_the_trial_ends(
 
     spec = make_spec(name="second", sampler={"name": "random", "seed": 6})
     studies.create_study(db=db, spec=StudySpec.model_validate(spec))
-    two = _end_asking(
-        db, caches, after_lease.next_trial.id, _report_asking(worker, "fourth"), lane=lane
-    )
+    two = _end(db, caches, after_lease.next_trial.id, _report_asking(worker, "fourth"), lane=lane)
     assert two.should_prune and two.next_trial is not None  # the general path chose a study
     assert not _in_one_transaction(db, after_lease.next_trial.id, two.next_trial.id)
     db.dispose()
@@ -1009,7 +986,7 @@ def test_a_next_claim_that_fails_once_sampled_leaves_the_trial_ended_and_claims_
         return None if asked is None else replace(asked, was_waiting=True)
 
     monkeypatch.setattr(cache, "ask", asks_a_waiting_trial)
-    answer = _end_asking(db, caches, held.id, _report_asking(worker, "n1"), lane=lane)
+    answer = _end(db, caches, held.id, _report_asking(worker, "n1"), lane=lane)
     assert answer.should_prune and answer.next_trial is not None
     assert caches.get(held.study_id) is not cache
     rows = sorted(_rows(db.url)["trials"], key=lambda t: t["number"])
