@@ -152,7 +152,6 @@ def fit(
         return {"how": "pruned", "epoch": step, "reason": reason}
 
     reports = ReportChannel(reporter, overlap=overlap_reports)
-    restored = False  # the best weights were loaded back for ``finishing``
     last_checkpoint = time.monotonic()
     epoch = start_epoch - 1
     try:
@@ -270,7 +269,6 @@ def fit(
         if finishing is not None and (stop is None or stop["how"] != "pruned"):
             if cfg.restore_best and best_state is not None:
                 model.load_state_dict(best_state)
-                restored = True
             finishing(model)
             if (step := reports.settle()) is not None:
                 stop = pruned_at(step)
@@ -288,7 +286,7 @@ def fit(
     best_epoch = stopper.best_epoch
     chosen = history[-1] if history else {}
     if cfg.restore_best and best_state is not None and stop["how"] != "pruned":
-        if not restored:
+        if finishing is None:  # else loaded before it ran
             model.load_state_dict(best_state)
         chosen = next((h for h in history if h["epoch"] == best_epoch), chosen)
     logger.info("training %s at epoch %d: %s", stop["how"], stop["epoch"], stop["reason"])
