@@ -20,6 +20,15 @@ does. The samples are Optuna's, bit for bit (``tests/unit/test_tpe_sampler.py`` 
 samplers side by side on random studies). ``_sample``, ``_split`` and ``_estimator`` follow
 ``TPESampler._sample``, ``_split_trials`` and ``_build_parzen_estimator`` of optuna 5.0.0 (the
 version pyproject.toml pins); that test is what says whether another version still agrees.
+
+A sample can also be worked out ahead (``sample_ahead``), while the server waits for its
+workers: the next trial's sample as the study stands now. Everything after the split is a
+function of the two groups' observations and the random state alone, so a later ask whose
+split gives the same observations from the same random state returns that sample (and leaves
+the random state as working it out did). With ``constant_liar`` a running trial counts in the
+bad group, so the sample stays good when a running trial is then pruned, or completes, into
+that group (most trials, once there are a few dozen): the ask that hands out the next trial
+skips the estimators and the acquisition function.
 """
 
 from __future__ import annotations
@@ -40,7 +49,7 @@ from optuna.samplers._tpe.sampler import (
 )
 from optuna.storages import InMemoryStorage
 from optuna.study import StudyDirection
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from hposvc.samplers import log_ndtr
 from hposvc.samplers.mixture_log_pdf import acquisition
@@ -135,6 +144,16 @@ def _doubled(column: np.ndarray) -> np.ndarray:
     return np.concatenate([column, np.empty_like(column)])
 
 
+class _Ahead:
+    """A sample worked out ahead: what it came from (``key``), the sample, and the sampler's
+    random state after it."""
+
+    __slots__ = ("key", "params", "rng_after")
+
+    def __init__(self, key: tuple[Any, ...], params: dict[str, Any], rng_after: Any) -> None:
+        self.key, self.params, self.rng_after = key, params, rng_after
+
+
 _COMPLETE, _PRUNED, _INFEASIBLE = 0, 1, 2
 _STARTED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -147,6 +166,42 @@ class RememberingTPESampler(TPESampler):
         log_ndtr.install()  # the same floats as optuna's, sooner (hposvc/samplers/log_ndtr.py)
         self._tables: dict[tuple[int, int], _Kept] = {}  # by (id(storage), study id)
         self._spaces: list[_Space] = []
+        self._ahead: list[_Ahead] = []  # samples worked out ahead, one per search space
+        self._working_ahead: list[_Ahead] | None = None  # while ``sample_ahead`` runs
+        self.taken_ahead = 0  # asks that took a sample worked out ahead
+
+    def sample_ahead(self, study: Study, number: int) -> None:
+        """Work out trial ``number``'s relative sample as the study stands now, from the
+        sampler's random state as it is now, and leave that state as it was.
+
+        Only with ``constant_liar``: without it the trial that ends next joins the split, and
+        no later ask would find the same observations.
+        """
+        if not self._constant_liar:
+            return
+        trial = create_trial(state=TrialState.RUNNING)
+        trial.number = number
+        state = self._rng.rng.get_state()
+        study._thread_local.cached_all_trials = None  # read afresh, as an ask does
+        self._working_ahead = []
+        try:
+            search_space = self.infer_relative_search_space(study, trial)
+            if self._group:  # as sample_relative splits it
+                assert self._search_space_group is not None
+                for sub_space in self._search_space_group.search_spaces:
+                    space = {
+                        name: dist
+                        for name, dist in sorted(sub_space.items())
+                        if not dist.single() and name in search_space
+                    }
+                    self._sample_relative(study, trial, space)
+            else:
+                self._sample_relative(study, trial, search_space)
+            self._ahead = self._working_ahead
+        finally:
+            self._working_ahead = None
+            self._rng.rng.set_state(state)
+            study._thread_local.cached_all_trials = None
 
     def _sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
@@ -178,14 +233,40 @@ class RememberingTPESampler(TPESampler):
         below, above = self._split(
             study, kept, rows, running, self._rows(kept, search_space, study)
         )
+        below_values = self._observed(study, search_space, below)
+        above_values = self._observed(study, search_space, above)
+        rng = self._rng.rng
+        state = rng.get_state()
+        key = (
+            id(study._storage),
+            study._study_id,
+            tuple(search_space.items()),
+            below_values.shape,
+            below_values.tobytes(),
+            above_values.shape,
+            above_values.tobytes(),
+            state[1].tobytes(),
+            *state[2:],
+        )
+        for i, done in enumerate(self._ahead):
+            if done.key == key:
+                if self._working_ahead is not None:
+                    self._working_ahead.append(done)  # still good: kept as it is
+                else:
+                    del self._ahead[i]
+                    self.taken_ahead += 1
+                rng.set_state(done.rng_after)
+                return dict(done.params)
 
-        mpe_below = self._estimator(study, search_space, below, handle_below=True)
-        mpe_above = self._estimator(study, search_space, above, handle_below=False)
-        samples_below = mpe_below.sample(self._rng.rng, self._n_ei_candidates)
+        mpe_below = self._estimator(study, search_space, below_values, handle_below=True)
+        mpe_above = self._estimator(study, search_space, above_values, handle_below=False)
+        samples_below = mpe_below.sample(rng, self._n_ei_candidates)
         acq_func_vals = acquisition(samples_below, mpe_below, mpe_above)  # optuna's, sooner
         ret = TPESampler._compare(samples_below, acq_func_vals)
         for param_name, dist in search_space.items():
             ret[param_name] = dist.to_external_repr(ret[param_name])
+        if self._working_ahead is not None:
+            self._working_ahead.append(_Ahead(key, dict(ret), rng.get_state()))
         return ret
 
     def _table(self, study: Study) -> _Kept:
@@ -314,14 +395,11 @@ class RememberingTPESampler(TPESampler):
             np.array([row_by_trial[id(t)] for t in above], dtype=np.int64),
         )
 
-    def _estimator(
-        self,
-        study: Study,
-        search_space: dict[str, BaseDistribution],
-        group: _Group,
-        handle_below: bool,
-    ) -> _ParzenEstimator:
-        """TPESampler._build_parzen_estimator, its observations gathered from what is kept."""
+    def _observed(
+        self, study: Study, search_space: dict[str, BaseDistribution], group: _Group
+    ) -> np.ndarray:
+        """The internal parameters of the group's trials that have all of ``search_space``'s,
+        in the order of their numbers: a row per trial, a column per parameter."""
         values = group.rows.values[group.kept]
         has = group.rows.has[group.kept]
         if group.running:
@@ -334,7 +412,16 @@ class RememberingTPESampler(TPESampler):
             numbers = np.concatenate([group.numbers, [t.number for t in group.running]])
             order = np.argsort(numbers, kind="stable")
             values, has = values[order], has[order]
-        values = values[has]
+        return values[has]
+
+    def _estimator(
+        self,
+        study: Study,
+        search_space: dict[str, BaseDistribution],
+        values: np.ndarray,
+        handle_below: bool,
+    ) -> _ParzenEstimator:
+        """TPESampler._build_parzen_estimator on the observations ``_observed`` gathered."""
         observations = {
             name: _column(values[:, i], dist)
             for i, (name, dist) in enumerate(search_space.items())

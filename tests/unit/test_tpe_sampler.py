@@ -50,15 +50,24 @@ def _loss(params: dict) -> float:
 
 
 def _lockstep(
-    seed: int, n_objectives: int, conditional: bool, n: int = 120, ties: bool = False
+    seed: int,
+    n_objectives: int,
+    conditional: bool,
+    n: int = 120,
+    ties: bool = False,
+    ahead: bool = False,
 ) -> tuple[int, int]:
     """Runs a study twice, once with each sampler, with up to 4 trials running at a time and
     trials completing, pruned after some steps, failing or infeasible; every ask must give the
     same parameters. With ``ties``, values repeat (which trial sorts first is then the trials'
-    order) and some reports are NaN. Returns (asks after the start-up trials, trials
-    finished)."""
+    order) and some reports are NaN. With ``ahead``, the server's sampler works out the next
+    sample ahead, as the server does while it waits, before half of the asks and trials'
+    ends (always with ``constant_liar`` and ``multivariate``). Returns (asks after the
+    start-up trials, trials finished)."""
     rng = random.Random(seed)
     options = _options(rng, conditional)
+    if ahead:  # what sampling ahead works for
+        options["constant_liar"] = options["multivariate"] = True
     directions = [rng.choice(["minimize", "maximize"]) for _ in range(n_objectives)]
     studies = [
         optuna.create_study(directions=directions, sampler=cls(seed=seed, **options))
@@ -67,6 +76,9 @@ def _lockstep(
     running: list[tuple[optuna.Trial, optuna.Trial, dict]] = []
     asked = finished = 0
     for _ in range(n):
+        if ahead and rng.random() < 0.5:  # else what ends or starts next comes first
+            ours_study = studies[0]
+            ours_study.sampler.sample_ahead(ours_study, len(ours_study.trials))
         if not running or (len(running) < 4 and rng.random() < 0.45):
             ours, theirs = (study.ask() for study in studies)
             params = _suggest(ours, conditional)
@@ -158,3 +170,109 @@ def test_one_sampler_for_two_studies_on_their_own_storages() -> None:
         loss = _loss(params) + rng.gauss(0, 0.1) + (i % 2) * 3
         for study, trial in zip(pairs[i % 2], (ours, theirs), strict=True):
             study.tell(trial, loss)
+
+
+@pytest.mark.parametrize(("n_objectives", "conditional"), [(1, False), (1, True), (2, False)])
+def test_a_sample_worked_out_ahead_is_the_one_the_ask_would_draw(
+    n_objectives: int, conditional: bool
+) -> None:
+    """Samples worked out ahead, then trials finishing (into either group) or starting before
+    the ask: the asks still give Optuna's samples, and many of them took the sample ahead."""
+    taken = asked = 0
+    before = RememberingTPESampler.sample_ahead
+
+    def counted(self: RememberingTPESampler, study: optuna.Study, number: int) -> None:
+        nonlocal taken
+        before(self, study, number)
+        taken = max(taken, self.taken_ahead)
+
+    for seed in range(6):
+        taken_before = taken = 0
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(RememberingTPESampler, "sample_ahead", counted)
+            a, _ = _lockstep(seed, n_objectives, conditional, n=150, ahead=True)
+        asked += a
+        assert taken > taken_before, seed  # the mechanism was used
+    assert asked > 150
+
+
+def test_a_sample_worked_out_ahead_is_not_taken_from_another_random_state() -> None:
+    """The server reseeds the sampler per trial number: a sample worked out for one seed is
+    not the ask's under another, though every trial is the same."""
+    options = {"multivariate": True, "constant_liar": True, "n_startup_trials": 3}
+    studies = [
+        optuna.create_study(sampler=cls(seed=1, **options))
+        for cls in (
+            RememberingTPESampler,
+            optuna.samplers.TPESampler,
+        )
+    ]
+    for _ in range(12):
+        ours, theirs = (study.ask() for study in studies)
+        params = _suggest(ours, False)
+        assert _suggest(theirs, False) == params
+        for study, trial in zip(studies, (ours, theirs), strict=True):
+            study.tell(trial, _loss(params))
+    sampler = studies[0].sampler
+    sampler.sample_ahead(studies[0], 12)
+    for study in studies:
+        study.sampler._rng.rng.seed(99)
+    ours, theirs = (study.ask() for study in studies)
+    assert _suggest(ours, False) == _suggest(theirs, False)
+    assert sampler.taken_ahead == 0
+    sampler.sample_ahead(studies[0], 13)  # and under the same state, it is taken
+    _suggest(studies[0].ask(), False)
+    assert sampler.taken_ahead == 1
+
+
+class _Twins:
+    """A study on the server's sampler and one on Optuna's, driven alike."""
+
+    def __init__(self) -> None:
+        options = {"multivariate": True, "constant_liar": True, "n_startup_trials": 5}
+        self.studies = [
+            optuna.create_study(sampler=cls(seed=7, **options))
+            for cls in (RememberingTPESampler, optuna.samplers.TPESampler)
+        ]
+        self.sampler = self.studies[0].sampler
+        self.running: list[tuple[optuna.Trial, optuna.Trial]] = []
+
+    def ask(self) -> dict:
+        ours, theirs = (study.ask() for study in self.studies)
+        params = _suggest(ours, False)
+        assert _suggest(theirs, False) == params
+        self.running.append((ours, theirs))
+        return params
+
+    def end(self, state: TrialState, loss: float | None = None) -> None:
+        pair = self.running.pop(0)
+        for study, trial in zip(self.studies, pair, strict=True):
+            trial.report(1.0, 0)
+            study.tell(trial, loss, state=state)
+
+    def ahead(self) -> None:
+        self.sampler.sample_ahead(self.studies[0], len(self.studies[0].trials))
+
+
+def test_a_sample_worked_out_ahead_is_taken_only_while_what_it_came_from_holds() -> None:
+    twins = _Twins()
+    for i in range(21):  # TPE's good group: 3 trials at 21 to 30 finished
+        twins.ask()
+        twins.end(TrialState.COMPLETE, 10.0 + i)
+    twins.ask()
+    twins.ask()  # two running: both in the bad group
+    twins.ahead()
+    twins.end(TrialState.PRUNED)  # into the bad group: the same observations
+    twins.ask()
+    assert twins.sampler.taken_ahead == 1
+    twins.ahead()
+    twins.end(TrialState.COMPLETE, 0.0)  # the best: the good group changes
+    twins.ask()
+    assert twins.sampler.taken_ahead == 1
+    twins.ahead()
+    twins.end(TrialState.FAIL)  # leaves the bad group
+    twins.ask()
+    assert twins.sampler.taken_ahead == 1
+    twins.ahead()
+    twins.ask()  # at once: taken
+    assert twins.sampler.taken_ahead == 2
