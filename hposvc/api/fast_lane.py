@@ -32,9 +32,12 @@ from hposvc.api.errors import error_body
 from hposvc.api.limits import replay_body
 from hposvc.schemas.common import MAX_ID
 from hposvc.schemas.trials import (
+    ClaimedTrial,
     ClaimRequest,
+    CompletedTrial,
     CompleteRequest,
     ReportRequest,
+    ReportResponse,
     UserAttrsRequest,
 )
 from hposvc.services import artifacts, trials
@@ -218,6 +221,8 @@ class WorkerFastLane:
             await send({"type": "http.response.body", "body": b""})
             return
         await _respond(send, 200, result.model_dump_json().encode())
+        for study_id in _studies_answered(result, scope["path"], state.caches):
+            state.caches.answered(study_id)  # may work out its next sample, now it is idle
 
     async def _upload(
         self, scope: Scope, receive: Receive, send: Send, path: re.Match[str]
@@ -245,6 +250,22 @@ class WorkerFastLane:
             return True
         await _respond(send, 200, saved.model_dump_json().encode())
         return True
+
+
+def _studies_answered(result: BaseModel, path: str, caches: Any) -> set[int]:
+    """The studies a claim's, report's or complete's answer was about (none for user-attrs)."""
+    studies = set()
+    if isinstance(result, ClaimedTrial | CompletedTrial):
+        studies.add(result.study_id)
+    elif isinstance(result, ReportResponse):
+        match = _ROUTE.match(path)
+        study_id = caches.study_of_trial(int(match.group(1))) if match else None
+        if study_id is not None:
+            studies.add(study_id)
+    next_trial = getattr(result, "next_trial", None)
+    if next_trial is not None:
+        studies.add(next_trial.study_id)
+    return studies
 
 
 async def _respond(send: Send, status: int, content: bytes) -> None:

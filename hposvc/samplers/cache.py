@@ -17,6 +17,7 @@ import warnings
 import zlib
 from collections import OrderedDict, deque
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import optuna
@@ -30,6 +31,7 @@ from hposvc.domain.states import TrialState
 from hposvc.samplers.base import AskResult, PruneResult, TrialRecord
 from hposvc.samplers.distributions import suggest
 from hposvc.samplers.registry import build_pruner, build_sampler
+from hposvc.samplers.tpe import RememberingTPESampler
 from hposvc.schemas.search_space import is_active
 from hposvc.schemas.studies import StudySpec
 
@@ -74,6 +76,11 @@ def _reseed(sampler: Any, seed: int) -> None:
             _reseed(value, seed + 1)
 
 
+# A sample is worked out ahead only where the study's answers come at least this many times
+# its cost apart: it holds the study's lock and, but for numpy's longer loops, the GIL.
+_AHEAD_SPACING = 10
+
+
 class StudyCache:
     """An Optuna study mirroring one hposvc study's trials."""
 
@@ -99,6 +106,11 @@ class StudyCache:
         self._n_grid = len(self.study.sampler._all_grids) if self._is_grid else 0
         self._grid_ids: set[int] = set()
         self._n_waiting = 0
+        sampler = self.study.sampler
+        self._samples_ahead = isinstance(sampler, RememberingTPESampler) and sampler._constant_liar
+        self._last_answer: float | None = None
+        self.answer_gaps: deque[float] = deque(maxlen=5)  # between the study's answers, s
+        self.ahead_times: deque[float] = deque(maxlen=5)  # how long working ahead took, s
 
     @property
     def n_trials(self) -> int:
@@ -203,9 +215,7 @@ class StudyCache:
         if not was_waiting and not self.can_create():
             return None
         started = time.perf_counter()
-        if self.spec.sampler.seed is not None:
-            number = self.n_trials
-            _reseed(self.study.sampler, zlib.crc32(f"{self.spec.sampler.seed}:{number}".encode()))
+        self._seed_for(self.n_trials)
         trial = self.study.ask()
         if was_waiting:
             self._n_waiting -= 1
@@ -230,6 +240,42 @@ class StudyCache:
             was_waiting=was_waiting,
             study_system_attrs=dict(self.storage.get_study_system_attrs(self._sid)),
         )
+
+    def _seed_for(self, number: int) -> None:
+        """Seed the sampler for trial ``number``, in a study with a seed."""
+        if self.spec.sampler.seed is not None:
+            _reseed(self.study.sampler, zlib.crc32(f"{self.spec.sampler.seed}:{number}".encode()))
+
+    def answered(self, now: float) -> bool:
+        """Note that an answer about this study went out at ``now`` (monotonic seconds).
+
+        Returns:
+            Whether to work out the next sample ahead now (:meth:`sample_ahead`): the sampler
+            can, and the study's answers come far enough apart (the median of the last five
+            gaps) that it takes at most 1/10 of the time between them.
+        """
+        last, self._last_answer = self._last_answer, now
+        if last is not None:
+            self.answer_gaps.append(now - last)
+        if not self._samples_ahead or len(self.answer_gaps) < 3:
+            return False
+        cost = max(self.ahead_times, default=self.typical_ask_seconds)
+        return cost is not None and statistics.median(self.answer_gaps) >= _AHEAD_SPACING * cost
+
+    def sample_ahead(self) -> None:
+        """Work out the next trial's sample as the study stands now, so that its ask can skip
+        the work if nothing it depends on changes meanwhile
+        (``RememberingTPESampler.sample_ahead``). The ask that follows is the one it would
+        have been: a seeded study's ask seeds the sampler for its number, and an unseeded
+        one's finds the random state as it was. The caller holds the study's lock.
+        """
+        if not self._samples_ahead or self._n_waiting or not self.can_create():
+            return
+        started = time.perf_counter()
+        number = self.n_trials
+        self._seed_for(number)  # as its ask will (which seeds again)
+        self.study.sampler.sample_ahead(self.study, number)
+        self.ahead_times.append(time.perf_counter() - started)
 
     @property
     def typical_ask_seconds(self) -> float | None:
@@ -291,6 +337,34 @@ class StudyCaches:
         self._trial_study: dict[int, int] = {}
         self._claim_targets: dict[str | None, int] = {}
         self._empty_claims: set[str | None] = set()
+        self._ahead = ThreadPoolExecutor(1, thread_name_prefix="sample-ahead")
+        self._ahead_due: set[int] = set()  # studies whose sample ahead is queued
+
+    def answered(self, study_id: int) -> None:
+        """An answer about the study went out: work out its next sample ahead, in the
+        background, when :meth:`StudyCache.answered` says so."""
+        cache = self.get(study_id)
+        if cache is None or not cache.answered(time.monotonic()):
+            return
+        with self._guard:
+            if study_id in self._ahead_due:
+                return
+            self._ahead_due.add(study_id)
+        self._ahead.submit(self._sample_ahead, study_id, cache)
+
+    def _sample_ahead(self, study_id: int, cache: StudyCache) -> None:
+        with self._guard:
+            self._ahead_due.discard(study_id)
+        lock = self.lock(study_id)
+        if not lock.acquire(blocking=False):
+            return  # a decision is under way: the study is about to change anyway
+        try:
+            if self.get(study_id) is cache:
+                cache.sample_ahead()
+        except Exception:  # it only ever saves an ask time; the ask works it out itself
+            logger.exception("sampling ahead failed for study %d", study_id)
+        finally:
+            lock.release()
 
     def claim_target(self, study_name: str | None) -> int | None:
         """The study a claim naming ``study_name`` (None: any study) last went to, if any.

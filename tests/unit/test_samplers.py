@@ -16,6 +16,7 @@ import pytest
 
 from hposvc.domain.states import TrialState
 from hposvc.samplers import AskResult, StudyCache, TrialRecord
+from hposvc.samplers.cache import _reseed
 from hposvc.samplers.registry import _PRUNER_OPTIONS, _SAMPLER_OPTIONS, build_pruner, build_sampler
 from hposvc.schemas.search_space import contains, is_active
 from hposvc.schemas.studies import PrunerName, SamplerName, StudySpec
@@ -289,6 +290,32 @@ class TestSamplerContract:
         assert from_rebuilt.number == from_twin.number == 6
         assert from_rebuilt.params == from_twin.params
 
+    @pytest.mark.parametrize("seed", [SEED, None])
+    def test_sampling_ahead_changes_no_trial(self, sampler: str, seed: int | None) -> None:
+        """The server works out the next sample ahead between requests (TPE does; for the
+        others it is nothing): with it before every ask and every trial's end, a study asks
+        what it asks without it. Unseeded, the random state is set alike on both."""
+        spec = make_study_spec(sampler, "median", seed=seed)
+        plain, ahead = Driver(spec), Driver(spec)
+        if seed is None:
+            for driver in (plain, ahead):
+                _reseed(driver.cache.study.sampler, 5)
+
+        def sample_ahead_first(method: Any) -> Any:
+            def call(*args: Any, **kwargs: Any) -> Any:
+                ahead.cache.sample_ahead()
+                return method(*args, **kwargs)
+
+            return call
+
+        ahead.ask = sample_ahead_first(ahead.ask)  # type: ignore[method-assign]
+        ahead.run = sample_ahead_first(ahead.run)  # type: ignore[method-assign]
+        trials = [run_trials(driver, 20, batch=3) for driver in (plain, ahead)]
+        assert [x.params for x in trials[0]] == [x.params for x in trials[1]]
+        sampler_ = ahead.cache.study.sampler
+        if sampler == "tpe":
+            assert sampler_.taken_ahead > 0
+
     def test_the_same_seed_gives_the_same_trials(self, sampler: str) -> None:
         spec = make_study_spec(sampler, "none")
         a, b = Driver(spec), Driver(spec)
@@ -498,3 +525,17 @@ def test_tpe_and_hyperband_defaults_are_optunas() -> None:
     pruner = build_pruner(spec)
     assert isinstance(pruner, optuna.pruners.HyperbandPruner)
     assert vars(pruner) == vars(optuna.pruners.HyperbandPruner(max_resource=27))
+
+
+def test_a_sample_is_worked_out_ahead_only_where_answers_come_far_enough_apart() -> None:
+    cache = StudyCache(1, make_study_spec("tpe"))
+    assert not cache.answered(0.0)  # no gaps yet
+    assert not any(cache.answered(0.001 * i) for i in range(1, 6))  # 1 ms apart: no
+    cache.ahead_times.append(0.004)
+    assert not any(cache.answered(1 + 0.039 * i) for i in range(1, 6))  # under 10 x 4 ms
+    assert [cache.answered(2 + 0.041 * i) for i in range(6)][-1]  # 41 ms apart: yes
+    random_search = StudyCache(2, make_study_spec("random"))
+    assert not any(random_search.answered(1.0 * i) for i in range(6))  # nothing to work out
+    no_liar = make_study_spec("tpe").model_copy(deep=True)
+    no_liar.sampler.options["constant_liar"] = False
+    assert not any(StudyCache(3, no_liar).answered(1.0 * i) for i in range(6))
