@@ -21,7 +21,7 @@ import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ValidationError
@@ -41,6 +41,9 @@ from hposvc.schemas.trials import (
     UserAttrsRequest,
 )
 from hposvc.services import artifacts, trials
+
+if TYPE_CHECKING:
+    from hposvc.samplers.cache import StudyCaches
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -252,7 +255,7 @@ class WorkerFastLane:
         return True
 
 
-def _studies_answered(result: BaseModel, path: str, caches: Any) -> set[int]:
+def _studies_answered(result: BaseModel, path: str, caches: StudyCaches) -> set[int]:
     """The studies a claim's, report's or complete's answer was about (none for user-attrs)."""
     studies = set()
     if isinstance(result, ClaimedTrial | CompletedTrial):
