@@ -177,7 +177,7 @@ def test_a_sample_worked_out_ahead_is_the_one_the_ask_would_draw(
     n_objectives: int, conditional: bool
 ) -> None:
     """Samples worked out ahead, then trials finishing (into either group) or starting before
-    the ask: the asks still give Optuna's samples, and many of them took the sample ahead."""
+    the ask: the asks still give Optuna's samples, and on every seed some took one."""
     taken = asked = 0
     before = RememberingTPESampler.sample_ahead
 
@@ -187,12 +187,12 @@ def test_a_sample_worked_out_ahead_is_the_one_the_ask_would_draw(
         taken = max(taken, self.taken_ahead)
 
     for seed in range(6):
-        taken_before = taken = 0
+        taken = 0
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(RememberingTPESampler, "sample_ahead", counted)
             a, _ = _lockstep(seed, n_objectives, conditional, n=150, ahead=True)
         asked += a
-        assert taken > taken_before, seed  # the mechanism was used
+        assert taken > 0, seed  # the mechanism was used
     assert asked > 150
 
 
