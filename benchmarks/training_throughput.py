@@ -1,6 +1,7 @@
 """Training-core throughput against a minimal hand-written PyTorch loop, side by side.
 
     .venv/bin/python benchmarks/training_throughput.py [--quick] [--threads 2] [--strict]
+    python3 benchmarks/training_throughput.py --device cuda       # on a GPU machine
 
 For the digits CNN and an MLP 64-256-256-10 on digits, each repeat trains the same model
 (same seed, same resident tensors, Adam lr 1e-3, batch 64) once with ``fit()`` and once with
@@ -61,7 +62,7 @@ class _EpochClock(NullReporter):
 def _core(cfg: TrainConfig, data, seed: int) -> tuple[list[float], list[float]]:
     """(train, epoch) samples/second of each epoch of ``fit()``."""
     torch.manual_seed(seed)
-    model = build_model(cfg, data.input_shape, data.num_classes)
+    model = build_model(cfg, data.input_shape, data.num_classes).to(data.train.x.device)
     clock = _EpochClock()
     result = fit(model, data, cfg, reporter=clock)
     n = data.train.x.shape[0]
@@ -73,22 +74,25 @@ def _core(cfg: TrainConfig, data, seed: int) -> tuple[list[float], list[float]]:
 def _plain(cfg: TrainConfig, data, seed: int) -> tuple[list[float], list[float]]:
     """(train, epoch) samples/second of each epoch of the plainest loop on the same tensors."""
     torch.manual_seed(seed)
-    model = build_model(cfg, data.input_shape, data.num_classes)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     x, y = data.train.x, data.train.y
     x_val, y_val = data.val.x, data.val.y
+    model = build_model(cfg, data.input_shape, data.num_classes).to(x.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     n, batch = x.shape[0], cfg.batch_size
+    on_gpu = x.device.type == "cuda"
     train, epoch = [], []
     for _ in range(cfg.max_epochs):
         started = time.perf_counter()
         model.train()
-        perm = torch.randperm(n)
+        perm = torch.randperm(n, device=x.device)
         for i in range(0, n, batch):
             idx = perm[i : i + batch]
             loss = F.cross_entropy(model(x[idx]), y[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+        if on_gpu:  # the kernels queued so far, done (fit() reads its loss at the same point)
+            torch.cuda.synchronize()
         trained = time.perf_counter()
         model.eval()
         with torch.inference_mode():
@@ -112,12 +116,19 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _device_name(device: str) -> str:
+    if torch.device(device).type == "cuda":
+        return f"{device}, {torch.cuda.get_device_name(torch.device(device))}"
+    return device
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="3 repeats of 4 epochs")
     parser.add_argument("--repeats", type=int, default=None, help="runs per loop (default 7)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per run (default 6)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda")
     parser.add_argument(
         "--strict", action="store_true", help=f"exit 1 when a train ratio is below {TARGET}"
     )
@@ -133,7 +144,7 @@ def main() -> int:
         cfg = TrainConfig.from_dict(
             {"dataset": "digits", "max_epochs": epochs, "batch_size": 64, **model_params}
         ).with_task_defaults("classification")
-        data = load_data(cfg)
+        data = load_data(cfg, args.device)
         samples = {("core", "train"): [], ("core", "epoch"): [], ("plain", "train"): []}
         samples[("plain", "epoch")] = []
         for seed in range(repeats):
@@ -155,6 +166,7 @@ def main() -> int:
         "",
         f"- machine: {_cpu_model()}, {os.cpu_count()} cores; torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads; Python {platform.python_version()}",
+        f"- device: {_device_name(args.device)}",
         f"- command: `{command}`",
         f"- {repeats} repeats x {epochs} epochs per loop (epoch 1 dropped), median samples/s; "
         f"train = training phase, epoch = whole epoch incl. validation; target >= {TARGET}x",
