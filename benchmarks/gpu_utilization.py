@@ -7,11 +7,11 @@ For each slot count S: a ``hposvc server`` on SQLite and one ``hposvc worker --d
 --slots-per-device S`` run a study of digits CNN trials (the demo's problem: TPE + Hyperband
 over learning rate, width, channels, depth and batch size, at most 10 epochs a trial) for
 ``--seconds`` seconds: the study's time limit, after which no trial starts and the running
-ones finish. Meanwhile ``nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used -lms 100``
-samples the GPU. "Utilization" is nvidia-smi's: the share of the last sample period in which
-at least one kernel ran. Its figures here are over the study's span, from the first trial's
-start to the last trial's end (so the slots' start-up and the server's answers count, as they
-do for a user); memory is the largest reading.
+ones finish. Meanwhile nvidia-smi samples the GPU every 100 ms (``--query-gpu=timestamp,
+utilization.gpu,memory.used --loop-ms=100``). "Utilization" is nvidia-smi's: the share of
+the last sample period in which at least one kernel ran. Its figures here are over the
+study's span, from the first trial's start to the last trial's end (so the slots' start-up
+and the server's answers count, as they do for a user); memory is the largest reading.
 
 Per slot count: trials and epochs per second over that span, GPU utilization (mean, 10th
 percentile, median of the samples) and memory. Target (issue 5): utilization >= 90% with
@@ -81,7 +81,7 @@ class GpuSampler:
                 f"--id={gpu}",
                 f"--query-gpu={self.QUERY}",
                 "--format=csv,noheader,nounits",
-                f"-lms={interval_ms}",
+                f"--loop-ms={interval_ms}",
             ],
             stdout=subprocess.PIPE,
             text=True,

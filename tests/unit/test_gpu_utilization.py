@@ -52,7 +52,7 @@ def test_the_sampler_reads_nvidia_smi_until_stopped(
     assert sampler.between(started - 1, time.time() + 1) == sampler.samples
     assert sampler.between(0, started - 5) == []
     args = (tmp_path / "args").read_text().split()
-    assert "--id=0" in args and "-lms=50" in args
+    assert "--id=0" in args and "--loop-ms=50" in args
 
 
 def test_the_verdict_takes_the_best_run_with_several_slots() -> None:
