@@ -79,6 +79,9 @@ def _reseed(sampler: Any, seed: int) -> None:
 # A sample is worked out ahead only where the study's answers come at least this many times
 # its cost apart: it holds the study's lock and, but for numpy's longer loops, the GIL.
 _AHEAD_SPACING = 10
+# How long a study another server wrote counts as shared (``hot_paths._catch_up``): its
+# decisions then read the study's rows rather than trust those this process last wrote.
+_ELSEWHERE_SECONDS = 10.0
 
 
 class StudyCache:
@@ -339,6 +342,16 @@ class StudyCaches:
         self._empty_claims: set[str | None] = set()
         self._ahead = ThreadPoolExecutor(1, thread_name_prefix="sample-ahead")
         self._ahead_due: set[int] = set()  # studies whose sample ahead is queued
+        self._elsewhere: dict[int, float] = {}  # study -> when another writer was last seen
+
+    def note_written_elsewhere(self, study_id: int) -> None:
+        """Something but this process's hot paths wrote the study (another server, say)."""
+        self._elsewhere[study_id] = time.monotonic()
+
+    def written_elsewhere(self, study_id: int) -> bool:
+        """Whether that was seen in the last ``_ELSEWHERE_SECONDS``."""
+        seen = self._elsewhere.get(study_id)
+        return seen is not None and time.monotonic() - seen < _ELSEWHERE_SECONDS
 
     def answered(self, study_id: int) -> None:
         """An answer about the study went out: work out its next sample ahead, in the

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from hposvc.db.base import utcnow
@@ -23,32 +23,48 @@ from hposvc.domain.states import StudyState, TrialState
 from hposvc.samplers import CacheOutOfSync, StudyCache, StudyCaches, TrialRecord
 from hposvc.schemas.studies import StudySpec
 
+# The columns of a trial the cache needs (``TrialRecord``), read without loading ORM objects.
+_CHANGED_TRIALS = (
+    select(
+        Trial.id,
+        Trial.number,
+        Trial.state,
+        Trial.params,
+        Trial.distributions,
+        Trial.values,
+        Trial.system_attrs,
+        Trial.fixed_params,
+    )
+    .where(Trial.study_id == bindparam("b_study"), Trial.seq > bindparam("b_seq"))
+    .order_by(Trial.number)
+)
+_VALUES_OF_TRIALS = select(
+    IntermediateValue.trial_id, IntermediateValue.step, IntermediateValue.value
+).where(IntermediateValue.trial_id.in_(bindparam("b_trials", expanding=True)))
 
-def trial_records(session: Session, trials: list[Trial]) -> list[TrialRecord]:
-    """The rows as the cache needs them, intermediate values included (one query)."""
-    ids = [t.id for t in trials]
-    values: dict[int, dict[int, float]] = {i: {} for i in ids}
+
+def changed_trial_records(conn: Connection, study_id: int, since_seq: int) -> list[TrialRecord]:
+    """The study's trials written after ``since_seq`` (-1: all of them), in number order, as
+    the cache needs them, intermediate values included (two queries)."""
+    rows = conn.execute(_CHANGED_TRIALS, {"b_study": study_id, "b_seq": since_seq}).all()
+    values: dict[int, dict[int, float]] = {row.id: {} for row in rows}
+    ids = list(values)
     for start in range(0, len(ids), 5000):
-        chunk = ids[start : start + 5000]
-        rows = session.execute(
-            select(
-                IntermediateValue.trial_id, IntermediateValue.step, IntermediateValue.value
-            ).where(IntermediateValue.trial_id.in_(chunk))
-        )
-        for trial_id, step, value in rows:
+        keys = {"b_trials": ids[start : start + 5000]}
+        for trial_id, step, value in conn.execute(_VALUES_OF_TRIALS, keys):
             values[trial_id][step] = value
     return [
         TrialRecord(
-            number=t.number,
-            state=TrialState(t.state),
-            params=t.params,
-            distributions=t.distributions,
-            values=t.values,
-            intermediate_values=values[t.id],
-            system_attrs=t.system_attrs,
-            fixed_params=t.fixed_params,
+            number=row.number,
+            state=TrialState(row.state),
+            params=row.params,
+            distributions=row.distributions,
+            values=row.values,
+            intermediate_values=values[row.id],
+            system_attrs=row.system_attrs,
+            fixed_params=row.fixed_params,
         )
-        for t in trials
+        for row in rows
     ]
 
 
@@ -140,15 +156,9 @@ def _sync(session: Session, caches: StudyCaches, study: Study, spec: StudySpec) 
     for attempt in range(2):
         if cache is None or attempt:
             cache = StudyCache(study.id, spec)
-        rows = list(
-            session.scalars(
-                select(Trial)
-                .where(Trial.study_id == study.id, Trial.seq > cache.seq)
-                .order_by(Trial.number)
-            )
-        )
+        records = changed_trial_records(session.connection(), study.id, cache.seq)
         try:
-            cache.sync(study.system_attrs, trial_records(session, rows), study.seq)
+            cache.sync(study.system_attrs, records, study.seq)
             caches.put(cache)
             return cache
         except CacheOutOfSync:

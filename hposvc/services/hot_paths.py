@@ -40,7 +40,7 @@ from hposvc.db.models import IntermediateValue, Study, Trial, Worker
 from hposvc.db.session import Database, WriteLockBusy
 from hposvc.domain.states import StudyState, TrialState
 from hposvc.errors import StorageError
-from hposvc.samplers import StudyCache, StudyCaches
+from hposvc.samplers import CacheOutOfSync, StudyCache, StudyCaches
 from hposvc.schemas.trials import (
     ClaimedTrial,
     CompletedTrial,
@@ -51,6 +51,7 @@ from hposvc.schemas.trials import (
     TrialRead,
     UserAttrsRequest,
 )
+from hposvc.services.decisions import changed_trial_records
 
 # Built once: constructing statements costs more than running them on SQLite.
 _studies, _trials, _values = Study.__table__, Trial.__table__, IntermediateValue.__table__
@@ -505,8 +506,10 @@ def _locked(
                 else:
                     keys = {"b_study": study_id, "b_trial": trial_id}
                     row = conn.execute(_LOCK_STUDY_WITH_TRIAL, keys).first()
-                if row is None or row.study_seq != cache.seq:
+                if row is None:
                     raise _GeneralPath
+                if row.study_seq != cache.seq:
+                    _catch_up(conn, caches, cache, row.study_seq)
                 locked = _Locked(conn, cache, _StudyNow.of(row), _TrialRow(row._mapping), now)
                 yield locked
             if locked.mutated:
@@ -517,6 +520,31 @@ def _locked(
             if locked is not None and locked.mutated:
                 caches.drop(study_id)
             raise
+
+
+_STUDY_ATTRS = select(_studies.c.system_attrs).where(_studies.c.id == bindparam("b_study"))
+
+
+def _catch_up(conn: Connection, caches: StudyCaches, cache: StudyCache, seq: int) -> None:
+    """Sync the cache, under the study's lock, with what was written since its seq by anything
+    but this process's hot paths: another server (replicas behind a load balancer take turns
+    on a study's requests), or an action on the study. Then the request is decided here as
+    after any decision, instead of on the general path, which would sync it the same way.
+
+    Raises:
+        _GeneralPath: the cache cannot follow (then it is dropped, and the general path
+            rebuilds it); nothing was written.
+    """
+    if seq < cache.seq:
+        raise _GeneralPath
+    caches.note_written_elsewhere(cache.study_id)
+    cache.known_rows = None
+    attrs = conn.execute(_STUDY_ATTRS, {"b_study": cache.study_id}).scalar_one()
+    try:
+        cache.sync(attrs, changed_trial_records(conn, cache.study_id, cache.seq), seq)
+    except CacheOutOfSync:
+        caches.drop(cache.study_id)
+        raise _GeneralPath from None
 
 
 # -- requests decided together -------------------------------------------------------------
@@ -622,8 +650,13 @@ def _decide_together(
             else:
                 keys = {"b_study": study_id, "b_trials": names, "b_now": now}
                 rows = conn.execute(_LOCK_STUDY_WITH_TRIALS, keys).all()
-                if not rows or rows[0].study_seq != cache.seq:
+                if not rows:
                     return
+                if rows[0].study_seq != cache.seq:
+                    try:
+                        _catch_up(conn, caches, cache, rows[0].study_seq)
+                    except _GeneralPath:
+                        return
                 study = _StudyNow.of(rows[0])
                 by_trial = {row.id: _TrialRow(row._mapping) for row in rows if row.id is not None}
             requests: set[tuple[int, str]] = set()
@@ -676,12 +709,15 @@ def _decide_together(
         for trial, nxt in rode:  # as fast_claim remembers a claim it made
             caches.remember_trial(trial.id, study_id)
             caches.remember_claim_target(nxt.study, study_id)
-        if not db.is_sqlite:  # where no round trip is saved, nothing is kept
+        # Kept where they save a round trip, unless another server writes the study too: its
+        # writes would fail the guard, and a failed guard costs the cache.
+        if not db.is_sqlite and not caches.written_elsewhere(study_id):
             _remember(cache, known, study, [*(by_trial[n] for n in seen), *claimed])
     except BaseException as exc:
         if mutated or stale or guarded or next_guarded:
             caches.drop(study_id)
         if (guarded or next_guarded) and _guard_failed(exc):
+            caches.note_written_elsewhere(study_id)
             for q in queued:  # nothing was written: the general path reads the database
                 q.answer = None
             return
