@@ -79,6 +79,10 @@ def _reseed(sampler: Any, seed: int) -> None:
 # A sample is worked out ahead only where the study's answers come at least this many times
 # its cost apart: it holds the study's lock and, but for numpy's longer loops, the GIL.
 _AHEAD_SPACING = 10
+# What a sample worked out ahead is taken to cost before one has been timed: at least this.
+# The study's asks so far are no guide then: TPE's start-up trials are random draws, which take
+# microseconds where TPE's own samples take milliseconds (2.8 to 8 ms here at 30 trials).
+_AHEAD_COST_FLOOR = 0.002
 # How long a study another server wrote counts as shared (``hot_paths._catch_up``): its
 # decisions then read the study's rows rather than trust those this process last wrote.
 _ELSEWHERE_SECONDS = 10.0
@@ -255,15 +259,20 @@ class StudyCache:
         Returns:
             Whether to work out the next sample ahead now (:meth:`sample_ahead`): the sampler
             can, and the study's answers come far enough apart (the median of the last five
-            gaps) that it takes at most 1/10 of the time between them.
+            gaps) that it takes at most 1/10 of the time between them (its cost: the slowest
+            of the last five worked out ahead; before the first, the typical ask's, at least
+            ``_AHEAD_COST_FLOOR``).
         """
         last, self._last_answer = self._last_answer, now
         if last is not None:
             self.answer_gaps.append(now - last)
         if not self._samples_ahead or len(self.answer_gaps) < 3:
             return False
-        cost = max(self.ahead_times, default=self.typical_ask_seconds)
-        return cost is not None and statistics.median(self.answer_gaps) >= _AHEAD_SPACING * cost
+        if self.ahead_times:
+            cost = max(self.ahead_times)
+        else:
+            cost = max(self.typical_ask_seconds or 0.0, _AHEAD_COST_FLOOR)
+        return statistics.median(self.answer_gaps) >= _AHEAD_SPACING * cost
 
     def sample_ahead(self) -> None:
         """Work out the next trial's sample as the study stands now, so that its ask can skip

@@ -62,7 +62,7 @@ def test_a_slow_study_takes_samples_worked_out_ahead_and_gets_the_same_trials(
     worker = register(client)
     for name in ("slow", "quick"):
         assert client.post("/api/v1/studies", json=_spec(name)).status_code == 201
-    slow = _run(client, "slow", worker, pause=0.06)
+    slow = _run(client, "slow", worker, pause=0.1)
     quick = _run(client, "quick", worker, pause=0.0)
     assert len(slow) == 14
     assert slow == quick  # the same seed, the same trials, samples ahead or not

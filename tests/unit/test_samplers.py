@@ -531,6 +531,11 @@ def test_a_sample_is_worked_out_ahead_only_where_answers_come_far_enough_apart()
     cache = StudyCache(1, make_study_spec("tpe"))
     assert not cache.answered(0.0)  # no gaps yet
     assert not any(cache.answered(0.001 * i) for i in range(1, 6))  # 1 ms apart: no
+    # Before a sample was worked out ahead, the asks' times, but at least 2 ms: TPE's start-up
+    # asks are random draws of microseconds, no guide to what its own samples cost.
+    cache.ask_times.extend([0.0001] * 5)
+    assert not any(cache.answered(0.5 + 0.005 * i) for i in range(1, 6))  # 5 ms apart: no
+    assert [cache.answered(0.7 + 0.021 * i) for i in range(6)][-1]  # 21 ms: yes
     cache.ahead_times.append(0.004)
     assert not any(cache.answered(1 + 0.039 * i) for i in range(1, 6))  # under 10 x 4 ms
     assert [cache.answered(2 + 0.041 * i) for i in range(6)][-1]  # 41 ms apart: yes
