@@ -34,8 +34,6 @@ class _TPEOptions(_Options):
     multivariate: bool | None = None
     group: bool | None = None
     constant_liar: bool = True
-    # hposvc's, not Optuna's: see RememberingTPESampler (one objective).
-    rank_by_best_value: bool = False
 
 
 class _GPOptions(_Options):
@@ -171,7 +169,6 @@ def build_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
             multivariate=multivariate,
             group=group,
             constant_liar=opts.constant_liar,
-            rank_by_best_value=opts.rank_by_best_value,
         )
     if sampler.name == "gp":
         assert isinstance(opts, _GPOptions)

@@ -64,22 +64,17 @@ _Space = tuple[tuple[str, "BaseDistribution"], ...]
 class _Seen:
     """What TPE reads off one complete or pruned trial."""
 
-    __slots__ = ("trial", "number", "value", "infeasible", "pruned_score", "best")
+    __slots__ = ("trial", "number", "value", "infeasible", "pruned_score")
 
     def __init__(self, trial: FrozenTrial, study: Study) -> None:
         self.trial = trial
         self.number = trial.number
         self.value: float | None = None
         self.pruned_score: tuple[float, float] | None = None
-        self.best = math.nan  # one objective: the value, or a pruned trial's best reported
         if trial.state == TrialState.COMPLETE and len(study.directions) == 1:
-            self.value = self.best = trial.value
+            self.value = trial.value
         elif trial.state == TrialState.PRUNED:
             self.pruned_score = _get_pruned_trial_score(trial, study)
-            reported = [v for v in trial.intermediate_values.values() if not math.isnan(v)]
-            if reported and len(study.directions) == 1:
-                maximize = study.direction == StudyDirection.MAXIMIZE
-                self.best = max(reported) if maximize else min(reported)
         self.infeasible = _get_infeasible_trial_score(trial)
 
 
@@ -117,7 +112,6 @@ class _Kept:
         self.value = np.empty(64)  # a complete trial's value (one objective)
         self.last_step = np.empty(64)  # a pruned trial's score: (last_step, last_value)
         self.last_value = np.empty(64)
-        self.best = np.empty(64)  # ``_Seen.best``
         self.infeasible = np.empty(64)
         self.rows: dict[int, _Rows] = {}  # by search space (``RememberingTPESampler._spaces``)
         self.head = 0
@@ -128,15 +122,7 @@ class _Kept:
         if row == len(self.seen):
             self.seen.append(seen)
             if row == len(self.number):
-                for name in (
-                    "number",
-                    "group",
-                    "value",
-                    "last_step",
-                    "last_value",
-                    "best",
-                    "infeasible",
-                ):
+                for name in ("number", "group", "value", "last_step", "last_value", "infeasible"):
                     setattr(self, name, _doubled(getattr(self, name)))
         else:
             self.seen[row] = seen
@@ -150,7 +136,6 @@ class _Kept:
         self.number[row] = seen.number
         self.value[row] = math.nan if seen.value is None else seen.value
         self.last_step[row], self.last_value[row] = seen.pruned_score or (0.0, 0.0)
-        self.best[row] = seen.best
         self.infeasible[row] = seen.infeasible
 
 
@@ -174,19 +159,10 @@ _STARTED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 class RememberingTPESampler(TPESampler):
-    """``optuna.samplers.TPESampler`` with what it reads off finished trials kept.
+    """``optuna.samplers.TPESampler`` with what it reads off finished trials kept."""
 
-    ``rank_by_best_value``: split complete and pruned trials into the good and the bad group by
-    one ranking, of each trial's best value (a complete trial's value, a pruned one's best
-    reported value; one objective only), instead of Optuna's, which puts every complete trial
-    before every pruned one and ranks pruned trials by the step they reached first. Under
-    Hyperband that step is mostly the trial's bracket (a bracket that starts pruning at epoch
-    9 has every trial reach it), not how good the trial was.
-    """
-
-    def __init__(self, *, rank_by_best_value: bool = False, **kwargs: Any) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.rank_by_best_value = rank_by_best_value
         log_ndtr.install()  # the same floats as optuna's, sooner (hposvc/samplers/log_ndtr.py)
         self._tables: dict[tuple[int, int], _Kept] = {}  # by (id(storage), study id)
         self._spaces: list[_Space] = []
@@ -374,31 +350,24 @@ class RememberingTPESampler(TPESampler):
         rows: _Rows,
     ) -> tuple[_Group, _Group]:
         """optuna's ``_split_trials``, on what is kept: each group is the kept rows of its
-        finished trials (of ``ix``) and its running trials, in the order of their numbers.
-
-        Optuna's split is a ranking whose first ``n_below`` trials go below: complete trials
-        (the below ones of ``_split_complete`` first), then pruned ones by (last_step,
-        last_value), then infeasible ones. With ``rank_by_best_value``, complete and pruned
-        trials are ranked together by their best value.
-        """
+        finished trials (of ``ix``) and its running trials, in the order of their numbers."""
         assert self._gamma is not None
         n_below = self._gamma(len(ix))
         group = kept.group[ix]
-        if self.rank_by_best_value and len(study.directions) == 1:
-            ranked = ix[group != _INFEASIBLE]  # in the trials' order, which ties keep
-            key = kept.best[ranked]
-            key = -key if study.direction == StudyDirection.MAXIMIZE else key
-            ranked = ranked[np.argsort(np.where(np.isnan(key), np.inf, key), kind="stable")]
-        else:
-            complete, pruned = ix[group == _COMPLETE], ix[group == _PRUNED]
-            below_complete, above_complete = self._split_complete(study, kept, complete, n_below)
-            # (lexsort keeps ties in the trials' order, as optuna's sort does)
-            pruned = pruned[np.lexsort((kept.last_value[pruned], kept.last_step[pruned]))]
-            ranked = np.concatenate([below_complete, above_complete, pruned])
+        complete, pruned = ix[group == _COMPLETE], ix[group == _PRUNED]
         infeasible = ix[group == _INFEASIBLE]
+
+        below_complete, above_complete = self._split_complete(study, kept, complete, n_below)
+        n_below = max(0, n_below - len(below_complete))
+        # Sorted as optuna sorts them: by (last_step, last_value), ties in the trials' order.
+        pruned = pruned[np.lexsort((kept.last_value[pruned], kept.last_step[pruned]))]
+        n_pruned = min(n_below, len(pruned))
+        n_below = max(0, n_below - n_pruned)
         infeasible = infeasible[np.argsort(kept.infeasible[infeasible], kind="stable")]
-        ranked = np.concatenate([ranked, infeasible])
-        below, above = ranked[:n_below], ranked[n_below:]
+        n_infeasible = min(n_below, len(infeasible))
+
+        below = np.concatenate([below_complete, pruned[:n_pruned], infeasible[:n_infeasible]])
+        above = np.concatenate([above_complete, pruned[n_pruned:], infeasible[n_infeasible:]])
         below = below[np.argsort(kept.number[below])]
         above = above[np.argsort(kept.number[above])]
         return (

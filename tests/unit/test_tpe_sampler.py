@@ -9,7 +9,6 @@ import warnings
 
 import optuna
 import pytest
-from optuna.samplers._tpe.sampler import _get_infeasible_trial_score as _infeasible
 from optuna.trial import TrialState
 
 from hposvc.samplers.tpe import RememberingTPESampler
@@ -57,28 +56,22 @@ def _lockstep(
     n: int = 120,
     ties: bool = False,
     ahead: bool = False,
-    by_best: bool = False,
 ) -> tuple[int, int]:
     """Runs a study twice, once with each sampler, with up to 4 trials running at a time and
     trials completing, pruned after some steps, failing or infeasible; every ask must give the
     same parameters. With ``ties``, values repeat (which trial sorts first is then the trials'
     order) and some reports are NaN. With ``ahead``, the server's sampler works out the next
     sample ahead, as the server does while it waits, before half of the asks and trials'
-    ends (always with ``constant_liar`` and ``multivariate``). With ``by_best``, the server's
-    sampler ranks by best value, and Optuna's splits by ``_split_by_best_value`` (patch it
-    in). Returns (asks after the start-up trials, trials finished)."""
+    ends (always with ``constant_liar`` and ``multivariate``). Returns (asks after the
+    start-up trials, trials finished)."""
     rng = random.Random(seed)
     options = _options(rng, conditional)
     if ahead:  # what sampling ahead works for
         options["constant_liar"] = options["multivariate"] = True
     directions = [rng.choice(["minimize", "maximize"]) for _ in range(n_objectives)]
-    ours_options = {**options, "rank_by_best_value": True} if by_best else options
     studies = [
-        optuna.create_study(directions=directions, sampler=cls(seed=seed, **opts))
-        for cls, opts in (
-            (RememberingTPESampler, ours_options),
-            (optuna.samplers.TPESampler, options),
-        )
+        optuna.create_study(directions=directions, sampler=cls(seed=seed, **options))
+        for cls in (RememberingTPESampler, optuna.samplers.TPESampler)
     ]
     running: list[tuple[optuna.Trial, optuna.Trial, dict]] = []
     asked = finished = 0
@@ -139,49 +132,6 @@ def test_it_samples_what_optunas_tpe_does_when_values_tie() -> None:
 def test_it_samples_exactly_what_optunas_tpe_does_with_two_objectives() -> None:
     asked = sum(_lockstep(seed, 2, False, n=80)[0] for seed in range(4))
     assert asked > 100
-
-
-def _split_by_best_value(
-    study: optuna.Study, trials: list[optuna.trial.FrozenTrial], n_below: int
-) -> tuple[list, list]:
-    """What ``rank_by_best_value`` means, written plainly: complete and pruned trials ranked
-    together by their best value (a complete trial's value, a pruned trial's best report;
-    none: last), then infeasible ones as Optuna ranks them; the first ``n_below`` go below,
-    running trials above."""
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-
-    def best(trial: optuna.trial.FrozenTrial) -> float:
-        if trial.state == TrialState.COMPLETE:
-            value = trial.value
-        else:
-            reports = [v for v in trial.intermediate_values.values() if not math.isnan(v)]
-            value = (max if maximize else min)(reports) if reports else math.nan
-        return math.inf if math.isnan(value) else -value if maximize else value
-
-    running = [t for t in trials if t.state == TrialState.RUNNING]
-    infeasible = [t for t in trials if t not in running and _infeasible(t) > 0]
-    finished = [t for t in trials if t not in running and t not in infeasible]
-    ranked = sorted(finished, key=best) + sorted(infeasible, key=_infeasible)
-    below, above = ranked[:n_below], ranked[n_below:] + running
-    return sorted(below, key=lambda t: t.number), sorted(above, key=lambda t: t.number)
-
-
-@pytest.mark.parametrize("ties", [False, True])
-def test_ranking_by_best_value_samples_what_optunas_tpe_does_with_that_split(
-    ties: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(optuna.samplers._tpe.sampler, "_split_trials", _split_by_best_value)
-    asked = sum(
-        _lockstep(seed, 1, seed % 2 == 1, n=150, ties=ties, by_best=True)[0] for seed in range(8)
-    )
-    assert asked > 500
-
-
-def test_ranking_by_best_value_changes_what_tpe_samples() -> None:
-    """The option is not Optuna's split: the same study samples otherwise without it."""
-    with pytest.raises(AssertionError):
-        for seed in range(8):
-            _lockstep(seed, 1, False, n=150, by_best=True)
 
 
 def test_it_samples_what_optuna_does_on_a_database_storage() -> None:
