@@ -7,7 +7,7 @@ own goes out first, and when such an answer brings no trial). In the same run, K
 loop ask -> 10 x (report + should_prune) -> tell on Optuna's RDBStorage on the same kind of
 database, with the same sampler and pruner.
 
-    .venv/bin/python -m benchmarks.dispatch --quick          # K = 4, 200 trials per run
+    .venv/bin/python -m benchmarks.dispatch --quick          # K = 4, 120 trials per run
     .venv/bin/python -m benchmarks.dispatch --workers 4 --repeat 3   # the target's rows
 
 ``--repeat N`` runs each row's pair (hposvc, then Optuna) N times and shows the median ratio:
@@ -242,7 +242,7 @@ def main() -> None:
     )
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
-    n_trials = 200 if args.quick else 1000
+    n_trials = 120 if args.quick else 1000
     workers = args.workers or ("4" if args.quick else "1,4,16")
     rows = []
     for db_kind in args.databases.split(","):

@@ -397,7 +397,7 @@ def main() -> None:
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
-    gap_trials, gap_epochs = (10, 5) if args.quick else (20, 5)
+    gap_trials, gap_epochs = (6, 5) if args.quick else (20, 5)
     shape_trials, shape_epochs = 30, 10
     databases = args.databases.split(",")
     work = Path(tempfile.mkdtemp(prefix="hposvc-worker-overhead-"))
