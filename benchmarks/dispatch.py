@@ -23,6 +23,7 @@ import statistics
 import time
 import uuid
 from collections import Counter
+from contextlib import ExitStack
 from typing import Any
 
 import httpx
@@ -94,8 +95,17 @@ def _service_worker(url: str, index: int, out: Any, start: Any) -> None:
     out.put((lat, points))
 
 
-def run_service(db_kind: str, sampler: str, k: int, n_trials: int) -> dict[str, Any]:
-    with database(db_kind) as url, server(url) as base:
+def _service_worker_of(bases: list[str], index: int, out: Any, start: Any) -> None:
+    """Worker ``index`` of several servers: it talks to server ``index % len(bases)``, as
+    workers keeping their connections behind a load balancer do."""
+    _service_worker(bases[index % len(bases)], index, out, start)
+
+
+def run_service(
+    db_kind: str, sampler: str, k: int, n_trials: int, servers: int = 1
+) -> dict[str, Any]:
+    with database(db_kind) as url, ExitStack() as stack:
+        bases = [stack.enter_context(server(url)) for _ in range(servers)]
         spec = {
             "name": "bench",
             "objectives": [{"name": "loss", "direction": "minimize"}],
@@ -104,8 +114,9 @@ def run_service(db_kind: str, sampler: str, k: int, n_trials: int) -> dict[str, 
             "pruner": {"name": "median", "options": {"n_startup_trials": 5}},
             "budget": {"max_trials": n_trials, "lease_seconds": 600},
         }
-        assert httpx.post(f"{base}/api/v1/studies", json=spec).status_code == 201
-        return _run_processes(_service_worker, base, k, ("claim", "report", "complete"))
+        assert httpx.post(f"{bases[0]}/api/v1/studies", json=spec).status_code == 201
+        kinds = ("claim", "report", "complete")
+        return _run_processes(_service_worker_of, bases, k, kinds)
 
 
 # -- plain Optuna -------------------------------------------------------------------------

@@ -16,32 +16,10 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-from contextlib import ExitStack
 from typing import Any
 
-import httpx
-
 from benchmarks import dispatch
-from benchmarks.common import database, machine, server, write_section
-
-
-def _worker(bases: list[str], index: int, out: Any, start: Any) -> None:
-    dispatch._service_worker(bases[index % len(bases)], index, out, start)
-
-
-def run(db_kind: str, sampler: str, k: int, n_trials: int, n_servers: int) -> dict[str, Any]:
-    with database(db_kind) as url, ExitStack() as stack:
-        bases = [stack.enter_context(server(url)) for _ in range(n_servers)]
-        spec = {
-            "name": "bench",
-            "objectives": [{"name": "loss", "direction": "minimize"}],
-            "search_space": dispatch._space_spec(sampler),
-            "sampler": {"name": sampler, "seed": 1},
-            "pruner": {"name": "median", "options": {"n_startup_trials": 5}},
-            "budget": {"max_trials": n_trials, "lease_seconds": 600},
-        }
-        assert httpx.post(f"{bases[0]}/api/v1/studies", json=spec).status_code == 201
-        return dispatch._run_processes(_worker, bases, k, ("claim", "report", "complete"))
+from benchmarks.common import machine, write_section
 
 
 def main() -> None:
@@ -60,7 +38,9 @@ def main() -> None:
             runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
             for _ in range(args.repeat):
                 for n in runs:
-                    runs[n].append(run(db_kind, sampler, args.workers, args.trials, n))
+                    runs[n].append(
+                        dispatch.run_service(db_kind, sampler, args.workers, args.trials, n)
+                    )
             rate = {n: statistics.median(r["rate"] for r in rs) for n, rs in runs.items()}
             # The latencies of the run with the median rate (of the upper two, with two runs).
             report = {
