@@ -437,6 +437,9 @@ class _Locked:
     now: datetime
     mutated: bool = False
     claimed: _TrialRow | None = None  # the row a claim inserted
+    # The write changed only these rows' user attributes and the study's seq: the rows known
+    # here (``_Known``) stay valid past it, so the study's next batch is still guarded.
+    keeps_known: bool = False
 
     def may_complete_study(self) -> bool:
         """Whether a trial finishing now might complete the study (the general path's call)."""
@@ -513,7 +516,11 @@ def _locked(
                 locked = _Locked(conn, cache, _StudyNow.of(row), _TrialRow(row._mapping), now)
                 yield locked
             if locked.mutated:
+                known = cache.known_rows
+                keep = locked.keeps_known and known is not None and known.seq == cache.seq
                 cache.seq = locked.seq
+                if keep:
+                    _remember(cache, known, locked.study, [locked.row])
         except BaseException as exc:
             if locked is None and isinstance(exc, WriteLockBusy):
                 raise _GeneralPath from None  # BEGIN IMMEDIATE found the lock held
@@ -1210,6 +1217,8 @@ def fast_set_user_attrs(
                 params.update(b_user=merged, b_seq=hot.seq)
                 hot.mutated = True  # the cache holds no user attributes; its seq moves on
                 _USER_ATTRS.run(hot.conn, params)
+                row.update(user_attrs=merged, seq=hot.seq)
+                hot.keeps_known = True
             return _trial_read(row, hot.cache.spec.name, **changes)
     except _GeneralPath:
         return None

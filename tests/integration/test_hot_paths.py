@@ -586,6 +586,46 @@ def test_a_batch_on_known_rows_leaves_a_study_changed_elsewhere_to_the_general_p
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("finished", [False, True])
+def test_user_attrs_written_here_keep_the_known_rows(
+    postgres_url: str, guard_calls: list[bool], finished: bool
+) -> None:
+    """A pruned trial's attrs (sent while the worker's next trial trains) or a running trial's
+    attrs, merged by this process's hot path, leave the rows known here valid: the study's next
+    batch is still decided under the guard, and a complete merges its attrs onto those."""
+    url = _fresh(postgres_url, None, "")
+    db, caches, worker, held = _known_study(url)
+    study_id = held.study_id
+    target = held
+    if finished:  # the worker's trial ends (pruned or not) and its next is claimed with it
+        body = CompleteRequest(worker_id=worker, values=[0.3])
+        ended = hot_paths._Queued(held.id, body)
+        claim = hot_paths._Queued(None, hot_paths._ClaimBody(worker, None))
+        hot_paths._decide_together(db, caches, study_id, [ended, claim])
+        assert ended.answer is not None and claim.answer is not None
+        target = claim.answer
+    guard_calls.clear()
+    attrs = UserAttrsRequest(worker_id=worker, user_attrs={"history": [1, 2], "slot": 0})
+    trials.set_user_attrs(db=db, caches=caches, trial_id=held.id, body=attrs)
+    seq = _rows(url)["studies"][0]["seq"]
+    assert caches.get(study_id).known_rows.seq == seq  # the attrs moved the seq on
+    report = hot_paths._Queued(target.id, ReportRequest(worker_id=worker, step=1, value=0.5))
+    hot_paths._decide_together(db, caches, study_id, [report])
+    assert report.answer is not None and guard_calls == [False]
+    body = CompleteRequest(worker_id=worker, values=[0.5], user_attrs={"mine": 2})
+    complete = hot_paths._Queued(target.id, body)
+    hot_paths._decide_together(db, caches, study_id, [complete])
+    assert complete.answer is not None and guard_calls == [False, False]
+    by_id = {t["id"]: t for t in _rows(url)["trials"]}
+    if finished:
+        assert by_id[held.id]["user_attrs"] == {"history": [1, 2], "slot": 0}
+        assert by_id[target.id]["user_attrs"] == {"mine": 2}
+    else:
+        assert by_id[held.id]["user_attrs"] == {"history": [1, 2], "slot": 0, "mine": 2}
+    db.dispose()
+
+
+@pytest.mark.postgres
 def test_a_claim_on_known_rows_sees_a_lease_that_ran_out(
     postgres_url: str, guard_calls: list[bool]
 ) -> None:
