@@ -113,6 +113,7 @@ class StudyCache:
         self._n_grid = len(self.study.sampler._all_grids) if self._is_grid else 0
         self._grid_ids: set[int] = set()
         self._n_waiting = 0
+        self._n_running = 0
         sampler = self.study.sampler
         self._samples_ahead = isinstance(sampler, RememberingTPESampler) and sampler._constant_liar
         self._last_answer: float | None = None
@@ -122,6 +123,11 @@ class StudyCache:
     @property
     def n_trials(self) -> int:
         return len(self.storage._studies[self._sid].trials)
+
+    @property
+    def n_running(self) -> int:
+        """How many of the study's trials are running (a study's ``max_concurrent`` caps it)."""
+        return self._n_running
 
     def study_system_attrs(self) -> dict[str, Any]:
         return dict(self.storage.get_study_system_attrs(self._sid))
@@ -163,6 +169,7 @@ class StudyCache:
             values = r.values
             if r.state is TrialState.FAIL:
                 values = None
+            self._n_running += r.state is TrialState.RUNNING
             self.storage.create_new_trial(
                 self._sid,
                 template_trial=create_trial(
@@ -197,6 +204,7 @@ class StudyCache:
         if target != ft.state:
             if ft.state == OptunaState.WAITING:
                 self._n_waiting -= 1
+            self._n_running += (target == OptunaState.RUNNING) - (ft.state == OptunaState.RUNNING)
             if target == OptunaState.FAIL:
                 self.storage.set_trial_state_values(tid, target)
             else:
@@ -224,6 +232,7 @@ class StudyCache:
         started = time.perf_counter()
         self._seed_for(self.n_trials)
         trial = self.study.ask()
+        self._n_running += 1  # a new trial, or a waiting one, now running
         if was_waiting:
             self._n_waiting -= 1
         chosen: dict[str, Any] = {}
@@ -318,6 +327,7 @@ class StudyCache:
         ft = self.storage.get_trial(number)
         if ft.state.is_finished():
             raise CacheOutOfSync(f"trial {number} finished twice")
+        self._n_running -= ft.state == OptunaState.RUNNING
         if state is TrialState.FAIL:
             self.storage.set_trial_state_values(number, OptunaState.FAIL)
         else:

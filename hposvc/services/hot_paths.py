@@ -995,7 +995,7 @@ def _claim(
     if (
         hot.may_complete_study()  # no new trial then, or none that counts on the budget
         or study.lease_ran_out
-        or budget.max_concurrent is not None
+        or (budget.max_concurrent is not None and cache.n_running >= budget.max_concurrent)
         or cache.has_waiting()
         or study.n_trials != cache.n_trials
     ):

@@ -34,6 +34,12 @@ SPECS = {
         pruner={"name": "hyperband", "options": {"min_resource": 1, "max_resource": 6}},
         budget={"max_trials": 14, "lease_seconds": 60},
     ),
+    # One trial at a time: a claim while the other worker's trial runs gets none.
+    "random+median, max_concurrent 1": make_spec(
+        sampler={"name": "random", "seed": 4},
+        pruner={"name": "median", "options": {"n_startup_trials": 2}},
+        budget={"max_trials": 10, "lease_seconds": 60, "max_concurrent": 1},
+    ),
     "grid": make_spec(
         search_space={
             "a": {"type": "int", "low": 0, "high": 2},

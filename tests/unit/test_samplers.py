@@ -544,3 +544,33 @@ def test_a_sample_is_worked_out_ahead_only_where_answers_come_far_enough_apart()
     no_liar = make_study_spec("tpe").model_copy(deep=True)
     no_liar.sampler.options["constant_liar"] = False
     assert not any(StudyCache(3, no_liar).answered(1.0 * i) for i in range(6))
+
+
+def _running_in(cache: StudyCache) -> int:
+    return sum(t.state.name == "RUNNING" for t in cache.study.get_trials(deepcopy=False))
+
+
+def test_the_running_count_follows_every_change_of_state() -> None:
+    """``n_running`` (which a study's ``max_concurrent`` is checked against on the hot path)
+    is kept as trials are asked, reported, pruned, finished and synced, never counted."""
+    driver = Driver(make_study_spec("random", "median"))
+    cache = driver.cache
+    asked = [driver.ask() for _ in range(4)]
+    assert cache.n_running == _running_in(cache) == 4
+    for a in asked[:3]:
+        assert a is not None
+        driver.run(a, fail=a.number == 1)  # complete, fail, complete or pruned
+        assert cache.n_running == _running_in(cache)
+    assert cache.n_running == 1
+    # Another server finished trial 3 and started trial 4; trial 5 waits (a retry).
+    finished = Row(**{**vars(driver.rows[3]), "state": TrialState.COMPLETE, "values": [1.0]})
+    started = Row(4, TrialState.RUNNING, dict(asked[0].params), dict(asked[0].distributions), {})
+    waiting = TrialRecord(5, TrialState.WAITING, {}, {}, None, {}, {}, _json(asked[0].params))
+    cache.sync(driver.study_attrs, [finished.record(), started.record(), waiting], seq=9)
+    assert cache.n_running == _running_in(cache) == 1
+    assert cache.ask() is not None  # the waiting trial runs
+    assert cache.n_running == _running_in(cache) == 2
+    rebuilt = StudyCache(1, driver.spec)
+    records = [*driver.records()[:3], finished.record(), started.record()]
+    rebuilt.sync(_json(driver.study_attrs), records, seq=9)
+    assert rebuilt.n_running == _running_in(rebuilt) == 1
