@@ -40,6 +40,7 @@ steps). A seed's mix of pruned and completed trials sets how much training a tri
 the share the same milliseconds make: one seed's mix (seed 1: 24 of 30 trials pruned within 4
 epochs) can double it. The target is read over the seeds together (their non-training time over
 their wall). Both sides start warm (training core imported, digits loaded once); the
+service runs a database's seeds as studies one after the other on one server and worker. The
 service's wall runs from the study's first claim to its last trial's end, Optuna's is
 ``study.optimize``.
 
@@ -215,7 +216,14 @@ def idle_gaps(n_trials: int, epochs: int, work: Path) -> dict[str, Any]:
 def service_share(
     db_kind: str, n_trials: int, epochs: int, work: Path, threads: int, seed: int
 ) -> dict[str, Any]:
-    name = f"shape-{db_kind}-{threads}-{seed}"
+    return service_shares(db_kind, n_trials, epochs, work, threads, [seed])[0]
+
+
+def service_shares(
+    db_kind: str, n_trials: int, epochs: int, work: Path, threads: int, seeds: list[int]
+) -> list[dict[str, Any]]:
+    """One study per seed, one after the other, on one server and one warm worker."""
+    results = []
     with database(db_kind) as url, server(url) as base:
         # Warm the slot: the first trial of a fresh slot imports the training core and loads
         # digits; a long-running worker pays that once, not per study.
@@ -228,17 +236,21 @@ def service_share(
             "1",
             "--threads-per-slot",
             str(threads),
-            log=work / f"share_{db_kind}_{threads}_{seed}_worker.log",
+            log=work / f"share_{db_kind}_{threads}_worker.log",
             env={"HPOSVC_WORKER_POLL_SECONDS": "0.2"},
         ):
             wait_done(base, "warm-up")
-            create_study(base, spec(name, "tpe", "median", n_trials, epochs, seed))
-            wait_done(base, name)
-            trials = fetch_trials(base, name)
-    first = min(parse_time(t["started_at"]) for t in trials)
-    last = max(parse_time(t["finished_at"]) for t in trials if t["finished_at"])
-    histories = [t["user_attrs"].get("history", []) for t in trials]
-    return _share(last - first, histories, trials=len(trials), states=_states(trials))
+            for seed in seeds:
+                name = f"shape-{db_kind}-{threads}-{seed}"
+                create_study(base, spec(name, "tpe", "median", n_trials, epochs, seed))
+                wait_done(base, name)
+                trials = fetch_trials(base, name)
+                first = min(parse_time(t["started_at"]) for t in trials)
+                last = max(parse_time(t["finished_at"]) for t in trials if t["finished_at"])
+                histories = [t["user_attrs"].get("history", []) for t in trials]
+                share = _share(last - first, histories, trials=len(trials), states=_states(trials))
+                results.append(share)
+    return results
 
 
 def _states(trials: list[dict[str, Any]]) -> Counter[str]:
@@ -416,10 +428,13 @@ def main() -> None:
     # In full mode, plain Optuna on RDBStorage, far from the target and slow, for the first
     # seed; so is the shape on 2 threads, where the server competes with the training for the
     # 2 cores.
-    for seed in seeds:
-        for db_kind in databases:
-            r = service_share(db_kind, shape_trials, shape_epochs, work, THREADS, seed)
+    # The service runs each database's seeds on one server and worker (their start-up is
+    # not measured, and takes seconds a slow machine's quick mode cannot spare).
+    for db_kind in databases:
+        shares = service_shares(db_kind, shape_trials, shape_epochs, work, THREADS, seeds)
+        for seed, r in zip(seeds, shares, strict=True):
             add(f"hposvc, {db_kind} (server + 1 worker slot), {THREADS} thread", seed, r)
+    for seed in seeds:
         r = optuna_share("in-memory", shape_trials, shape_epochs, THREADS, seed)
         add(f"plain Optuna `study.optimize`, in-memory, {THREADS} thread", seed, r)
     if not args.quick:
