@@ -603,7 +603,7 @@ def test_user_attrs_written_here_keep_the_known_rows(
     db, caches, worker, held = _known_study(url)
     study_id = held.study_id
     target = held
-    if finished:  # the worker's trial ends (pruned or not) and its next is claimed with it
+    if finished:  # the worker's trial completes and its next is claimed in the same batch
         body = CompleteRequest(worker_id=worker, values=[0.3])
         ended = hot_paths._Queued(held.id, body)
         claim = hot_paths._Queued(None, hot_paths._ClaimBody(worker, None))

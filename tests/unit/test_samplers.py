@@ -552,7 +552,7 @@ def _running_in(cache: StudyCache) -> int:
 
 def test_the_running_count_follows_every_change_of_state() -> None:
     """``n_running`` (which a study's ``max_concurrent`` is checked against on the hot path)
-    is kept as trials are asked, reported, pruned, finished and synced, never counted."""
+    is kept up to date as trials are asked, reported, pruned, finished and synced."""
     driver = Driver(make_study_spec("random", "median"))
     cache = driver.cache
     asked = [driver.ask() for _ in range(4)]
