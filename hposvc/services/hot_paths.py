@@ -51,7 +51,7 @@ from hposvc.schemas.trials import (
     TrialRead,
     UserAttrsRequest,
 )
-from hposvc.services.decisions import changed_trial_records
+from hposvc.services.decisions import study_changes
 
 # Built once: constructing statements costs more than running them on SQLite.
 _studies, _trials, _values = Study.__table__, Trial.__table__, IntermediateValue.__table__
@@ -529,9 +529,6 @@ def _locked(
             raise
 
 
-_STUDY_ATTRS = select(_studies.c.system_attrs).where(_studies.c.id == bindparam("b_study"))
-
-
 def _catch_up(conn: Connection, caches: StudyCaches, cache: StudyCache, seq: int) -> None:
     """Sync the cache, under the study's lock, with what was written since its seq by anything
     but this process's hot paths: another server (replicas behind a load balancer take turns
@@ -546,9 +543,9 @@ def _catch_up(conn: Connection, caches: StudyCaches, cache: StudyCache, seq: int
         raise _GeneralPath
     caches.note_written_elsewhere(cache.study_id)
     cache.known_rows = None
-    attrs = conn.execute(_STUDY_ATTRS, {"b_study": cache.study_id}).scalar_one()
+    attrs, records = study_changes(conn, cache.study_id, cache.seq)
     try:
-        cache.sync(attrs, changed_trial_records(conn, cache.study_id, cache.seq), seq)
+        cache.sync(attrs, records, seq)
     except CacheOutOfSync:
         caches.drop(cache.study_id)
         raise _GeneralPath from None

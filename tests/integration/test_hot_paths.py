@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from dataclasses import replace
@@ -21,6 +22,7 @@ from hposvc.schemas.studies import StudySpec
 from hposvc.schemas.trials import CompleteRequest, NextClaim, ReportRequest, UserAttrsRequest
 from hposvc.schemas.workers import WorkerRegister
 from hposvc.services import hot_paths, studies, trials, workers
+from hposvc.services.decisions import changed_trial_records, study_changes
 from tests.factories import make_spec
 
 SPECS = {
@@ -235,6 +237,38 @@ def test_hot_and_general_paths_write_the_same_rows(
     for table in hot:
         for i, (h, g) in enumerate(zip(hot[table], general[table], strict=True)):
             assert h == g, (table, i, {k: (v, g[k]) for k, v in h.items() if g[k] != v})
+
+
+def test_a_catch_up_reads_what_the_general_path_reads(database_url: str, tmp_path: Any) -> None:
+    """``study_changes`` (one statement on PostgreSQL) gives the study's attributes and the
+    records ``changed_trial_records`` gives, intermediate values exact to the last bit, for
+    every seq a cache may be at: all trials, some, none."""
+    url = _fresh(database_url, tmp_path, "catch-up")
+    db, caches = Database(url), StudyCaches()
+    spec = make_spec(sampler={"name": "tpe", "seed": 2}, budget={"max_trials": 10})
+    studies.create_study(db=db, spec=StudySpec.model_validate(spec))
+    worker = workers.register(db=db, body=WorkerRegister(name="w", host="h"))
+    awkward = [0.1 + 0.2, 1e-320, -2.5e300, 1 / 3, 7.0, 0.0]
+    for i in range(4):
+        held = trials.claim(db=db, caches=caches, worker_id=worker)
+        for step, value in enumerate(awkward[i:], start=1):
+            body = ReportRequest(worker_id=worker, step=step, value=value)
+            trials.report(db=db, caches=caches, trial_id=held.id, body=body)
+        if i < 3:
+            body = CompleteRequest(worker_id=worker, values=[awkward[i]])
+            trials.complete(db=db, caches=caches, trial_id=held.id, body=body)
+    with db.connection() as conn:
+        row = conn.execute(text("SELECT id, seq, system_attrs FROM studies")).one()
+        study_id, seq, attrs = row
+        if isinstance(attrs, str):  # SQLite's JSON text
+            attrs = json.loads(attrs)
+        for since in (-1, 0, seq // 2, seq - 1, seq):
+            records = changed_trial_records(conn, study_id, since)
+            assert study_changes(conn, study_id, since) == (attrs, records), since
+        assert study_changes(conn, study_id, seq)[1] == []
+        values = changed_trial_records(conn, study_id, -1)[3].intermediate_values
+    assert values == dict(enumerate(awkward[3:], start=1))
+    db.dispose()
 
 
 @pytest.mark.parametrize("kind", SPECS)
