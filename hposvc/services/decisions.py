@@ -41,6 +41,7 @@ _CHANGED_TRIALS = (
 _VALUES_OF_TRIALS = select(
     IntermediateValue.trial_id, IntermediateValue.step, IntermediateValue.value
 ).where(IntermediateValue.trial_id.in_(bindparam("b_trials", expanding=True)))
+_STUDY_ATTRS = select(Study.system_attrs).where(Study.id == bindparam("b_study"))
 # PostgreSQL: the study's attributes and its changed trials with their intermediate values
 # (a JSON object by step), in one statement: one row with NULL trial columns when no trial
 # changed. Floats come back exact, as in the two queries above (PostgreSQL 12 and later write
@@ -82,7 +83,7 @@ def study_changes(
     others), elsewhere in three."""
     keys = {"b_study": study_id, "b_seq": since_seq}
     if conn.dialect.name != "postgresql":
-        attrs = conn.execute(select(Study.system_attrs).where(Study.id == study_id)).scalar_one()
+        attrs = conn.execute(_STUDY_ATTRS, keys).scalar_one()
         return attrs, changed_trial_records(conn, study_id, since_seq)
     rows = conn.execute(_STUDY_CHANGES, keys).all()
     records = [
