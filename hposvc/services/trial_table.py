@@ -1,8 +1,7 @@
 """A study's trials as a table: a page sorted by any column, and the whole table exported.
 
-Columns the database indexes (number, value, state, times) are sorted by SQL; the others
-(a parameter, a metric, the duration, the worker...) are sorted in Python over light rows,
-which stays fast for tens of thousands of trials.
+Every sort runs in the database, which reads a parameter or a value out of each trial's JSON
+and hands back the page's rows only: no study's trials are loaded to sort them.
 """
 
 from __future__ import annotations
@@ -10,42 +9,47 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import cast, func, literal_column, select
+from sqlalchemy.dialects.postgresql import JSONB
 
 from hposvc.db.models import Trial, find_study_by_name
 from hposvc.db.session import Database
 from hposvc.domain.states import TrialState
 from hposvc.errors import InvalidRequestError
 from hposvc.schemas.common import Page
+from hposvc.schemas.search_space import PARAM_NAME
 from hposvc.schemas.studies import StudySpec
 from hposvc.schemas.trials import TrialRead
-from hposvc.services.trials import SORTABLE, list_trials, study_trial_reads, trial_read
+from hposvc.services.trials import SORTABLE, list_trials, trial_page, trial_read
 
-PYTHON_SORTS = {"duration", "worker_id", "attempt", "last_step"}
+COLUMN_SORTS = {"worker_id", "attempt", "last_step"}  # columns without an index of their own
 
 
-def _sort_key(sort: str, row: Any) -> Any:
-    """A key that puts missing values last whatever the order (the flag comes first)."""
+def _sort_key(sort: str, is_sqlite: bool) -> Any:
+    """The SQL expression a table sort orders by; NULL where a trial has no such value.
+
+    Parameters and values are read out of their JSON in the database: SQLite's
+    ``json_extract`` gives numbers and text (numbers sort first), PostgreSQL's ``jsonb`` keeps
+    JSON's kinds (text, then numbers, then booleans). A JSON null counts as missing.
+    """
     if sort == "duration":
-        value = (
-            (row.finished_at - row.started_at).total_seconds()
-            if row.finished_at and row.started_at
-            else None
-        )
-    elif sort.startswith("params."):
-        value = (row.params or {}).get(sort[7:])
-    elif sort.startswith("values."):
-        index = int(sort[7:])
-        value = row.values[index] if row.values and len(row.values) > index else None
-    else:
-        value = getattr(row, sort)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        value = None if value is None else str(value)
-    return value
+        if is_sqlite:  # timestamps are text there
+            return func.julianday(Trial.finished_at) - func.julianday(Trial.started_at)
+        return Trial.finished_at - Trial.started_at
+    if sort in COLUMN_SORTS:
+        return getattr(Trial, sort)
+    column, key = (
+        (Trial.params, sort[7:]) if sort.startswith("params.") else (Trial.values, int(sort[7:]))
+    )
+    if is_sqlite:
+        path = f'$."{key}"' if isinstance(key, str) else f"$[{key}]"
+        return func.json_extract(column, path)
+    return func.nullif(cast(column, JSONB)[key], literal_column("'null'::jsonb"))
 
 
 def table_page(
@@ -59,6 +63,9 @@ def table_page(
     offset: int = 0,
 ) -> Page[TrialRead]:
     """One page of a study's trials sorted by any column (``params.NAME``, ``values.I`` too).
+
+    Trials without a value in the column come last; ties go by number, in the order of the
+    sort.
 
     Raises:
         NotFoundError: unknown study.
@@ -74,43 +81,21 @@ def table_page(
             limit=limit,
             offset=offset,
         )
-    valid = sort in PYTHON_SORTS or sort.startswith("params.")
+    valid = sort in COLUMN_SORTS or sort == "duration"
+    valid = valid or (sort.startswith("params.") and re.match(PARAM_NAME, sort[7:]) is not None)
     valid = valid or (sort.startswith("values.") and sort[7:].isdigit())
     if not valid:
         raise InvalidRequestError(
-            f"sort: must be one of {sorted(SORTABLE | PYTHON_SORTS)}, params.NAME or values.I"
+            f"sort: must be one of {sorted(SORTABLE | COLUMN_SORTS | {'duration'})}, "
+            "params.NAME (a parameter's name) or values.I"
         )
+    key = _sort_key(sort, db.is_sqlite)
+    order = (key.desc() if descending else key.asc()).nulls_last()
+    number = Trial.number.desc() if descending else Trial.number.asc()
     with db.session() as session:
         study = find_study_by_name(session, study_name)
-        where = [Trial.study_id == study.id]
-        if state is not None:
-            where.append(Trial.state == state.value)
-        columns = [Trial.number]  # and the sort's own: no timestamps to parse for the others
-        if sort == "duration":
-            columns += [Trial.started_at, Trial.finished_at]
-        elif sort.startswith("params."):
-            columns.append(Trial.params)
-        elif sort.startswith("values."):
-            columns.append(Trial.values)
-        else:
-            columns.append(getattr(Trial, sort))
-        rows = list(session.execute(select(*columns).where(*where)))
-        keyed = [(_sort_key(sort, r), r.number) for r in rows]  # once per row: 10,000 rows
-        known = [k for k in keyed if k[0] is not None]
-        missing = sorted(number for key, number in keyed if key is None)
-        try:
-            known.sort(reverse=descending)
-        except TypeError:  # mixed kinds (a categorical of numbers and strings): compare as text
-            known.sort(key=lambda k: (str(k[0]), k[1]), reverse=descending)
-        ordered = [number for _, number in known] + missing
-        numbers = ordered[offset : offset + limit]
-        reads = {t.number: t for t in study_trial_reads(session, study, numbers)}
-        return Page[TrialRead](
-            items=[reads[n] for n in numbers if n in reads],
-            total=len(rows),
-            limit=limit,
-            offset=offset,
-        )
+        order_by = [order, number]
+        return trial_page(session, study, state, order_by, limit, offset)
 
 
 def _cell(value: Any) -> Any:

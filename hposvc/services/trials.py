@@ -661,31 +661,31 @@ def list_trials(
     """Raises: NotFoundError, InvalidRequestError (unknown sort column)."""
     if sort not in SORTABLE:
         raise InvalidRequestError(f"sort: must be one of {sorted(SORTABLE)}")
+    column: Any = getattr(Trial, sort)
+    order = column.desc() if descending else column.asc()
+    if sort == "value":
+        order = order.nulls_last()
     with db.session() as session:
         study = find_study_by_name(session, study_name)
-        where = [Trial.study_id == study.id]
-        if state is not None:
-            where.append(Trial.state == state.value)
-        total = session.scalar(select(func.count()).select_from(Trial).where(*where)) or 0
-        column: Any = getattr(Trial, sort)
-        order = column.desc() if descending else column.asc()
-        if sort == "value":
-            order = order.nulls_last()
-        rows = session.scalars(
-            select(Trial).where(*where).order_by(order, Trial.number).limit(limit).offset(offset)
-        )
-        return Page[TrialRead](
-            items=[trial_read(t, study.name) for t in rows],
-            total=total,
-            limit=limit,
-            offset=offset,
-        )
+        return trial_page(session, study, state, [order, Trial.number], limit, offset)
 
 
-def study_trial_reads(session: Session, study: Study, numbers: list[int]) -> list[TrialRead]:
-    if not numbers:
-        return []
+def trial_page(
+    session: Session,
+    study: Study,
+    state: TrialState | None,
+    order_by: list[Any],
+    limit: int,
+    offset: int,
+) -> Page[TrialRead]:
+    """One page of a study's trials (in ``state`` if given) in the order of ``order_by``."""
+    where = [Trial.study_id == study.id]
+    if state is not None:
+        where.append(Trial.state == state.value)
+    total = session.scalar(select(func.count()).select_from(Trial).where(*where)) or 0
     rows = session.scalars(
-        select(Trial).where(Trial.study_id == study.id, Trial.number.in_(numbers))
+        select(Trial).where(*where).order_by(*order_by).limit(limit).offset(offset)
     )
-    return sorted((trial_read(t, study.name) for t in rows), key=lambda t: t.number)
+    return Page[TrialRead](
+        items=[trial_read(t, study.name) for t in rows], total=total, limit=limit, offset=offset
+    )
