@@ -23,11 +23,11 @@ from typing import Any
 import optuna
 from optuna.distributions import distribution_to_json, json_to_distribution
 from optuna.samplers._lazy_random_state import LazyRandomState
-from optuna.storages import InMemoryStorage
 from optuna.trial import TrialState as OptunaState
 from optuna.trial import create_trial
 
 from hposvc.domain.states import TrialState
+from hposvc.samplers.adopting_storage import AdoptingStorage
 from hposvc.samplers.base import AskResult, PruneResult, TrialRecord
 from hposvc.samplers.distributions import suggest
 from hposvc.samplers.registry import build_pruner, build_sampler
@@ -99,7 +99,7 @@ class StudyCache:
         # The rows the hot paths last wrote or read for this study (hot_paths._Known): they go
         # with the cache, and are trusted only while its seq is theirs.
         self.known_rows: Any = None
-        self.storage = InMemoryStorage()
+        self.storage = AdoptingStorage()
         self.study = optuna.create_study(
             storage=self.storage,
             study_name=f"hposvc-{study_id}",
@@ -156,12 +156,9 @@ class StudyCache:
 
     def _add(self, r: TrialRecord) -> None:
         if r.state is TrialState.WAITING:
-            self.storage.create_new_trial(
-                self._sid,
-                template_trial=create_trial(
-                    state=OptunaState.WAITING,
-                    system_attrs={**r.system_attrs, "fixed_params": r.fixed_params or {}},
-                ),
+            trial = create_trial(
+                state=OptunaState.WAITING,
+                system_attrs={**r.system_attrs, "fixed_params": r.fixed_params or {}},
             )
             self._n_waiting += 1
         else:
@@ -170,17 +167,16 @@ class StudyCache:
             if r.state is TrialState.FAIL:
                 values = None
             self._n_running += r.state is TrialState.RUNNING
-            self.storage.create_new_trial(
-                self._sid,
-                template_trial=create_trial(
-                    state=_TO_OPTUNA[r.state],
-                    params=r.params,
-                    distributions=dists,
-                    values=values,
-                    intermediate_values=r.intermediate_values,
-                    system_attrs=r.system_attrs,
-                ),
+            trial = create_trial(
+                state=_TO_OPTUNA[r.state],
+                params=r.params,
+                distributions=dists,
+                values=values,
+                intermediate_values=r.intermediate_values,
+                system_attrs=r.system_attrs,
             )
+        trial.number = r.number  # its position: sync adds trials in number order
+        self.storage.adopt_trial(self._sid, trial)
         self._note_grid(r.system_attrs)
 
     def _update(self, r: TrialRecord) -> None:
