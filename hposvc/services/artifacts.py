@@ -1,8 +1,8 @@
 """Trial artifacts (checkpoints, final models) in a size-limited filesystem store.
 
 The database says who may write (the worker holding the trial); the files live under
-``artifacts_dir/<study id>/<trial id>/<kind>``, written to a temporary file and renamed, so a
-reader never sees half a checkpoint.
+``artifacts_dir/<study id>/<trial id>/<kind>``, written to a temporary file, flushed to disk and
+renamed, so a reader never sees half a checkpoint and a power failure loses no answered upload.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from sqlalchemy import bindparam, select
+from starlette.concurrency import run_in_threadpool
 
 from hposvc.db.models import Study, Trial, find_study_by_name, find_trial_by_id
 from hposvc.db.session import Database
@@ -83,6 +84,7 @@ async def save(
         PayloadTooLargeError: over the store's size limit (nothing is kept).
     """
     target = store.path(study_id, trial_id, kind)
+    new_dirs = [d for d in (target.parent, target.parent.parent) if not d.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{kind}.")
     size = 0
@@ -95,11 +97,30 @@ async def save(
                         f"{kind} is larger than the {store.max_bytes}-byte limit"
                     )
                 out.write(chunk)
-        os.replace(tmp, target)
+            out.flush()
+            await run_in_threadpool(_durably_replace, out.fileno(), Path(tmp), target, new_dirs)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return ArtifactRead(trial_id=trial_id, kind=kind, size=size)
+
+
+def _durably_replace(fd: int, tmp: Path, target: Path, new_dirs: list[Path]) -> None:
+    """Put the written file in place so that it survives a power failure once this returns.
+
+    Its bytes reach the disk before its name does, so a crash never leaves a half-written file
+    where the previous checkpoint was; then the name, and those of directories made for it.
+    A trial completes after its model upload was answered, so a completed trial's model is on
+    disk whenever the database says the trial is complete.
+    """
+    os.fsync(fd)
+    os.replace(tmp, target)
+    for directory in [target.parent, *(d.parent for d in new_dirs)]:
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 def find(*, db: Database, store: ArtifactStore, trial_id: int, kind: str) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import time
@@ -329,3 +330,44 @@ def test_lane_checks_the_token_of_uploads(sqlite_template: Path, tmp_path: Path)
             client.headers.pop("Authorization", None)
             headers = {"Authorization": header} if header else {}
             assert client.put(url, content=b"m", headers=headers).status_code == status
+
+
+@pytest.mark.parametrize("lane", [True, False])
+def test_an_upload_is_on_disk_before_it_is_answered(
+    sqlite_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lane: bool
+) -> None:
+    """The file's bytes are flushed before its name replaces the last one, then the names
+    (the trial's directory, and the study's and the store's when they were made for it)."""
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        path = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        events.append(("fsync", "file" if path.name.startswith(".") else path.name))
+
+    def replace(src: Any, dst: Any) -> None:
+        real_replace(src, dst)
+        events.append(("replace", Path(dst).name))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setenv("HPOSVC_ARTIFACTS_DIR", str(tmp_path / "store"))
+    with _client(sqlite_template, tmp_path, lane=lane) as client:
+        client.post("/api/v1/studies", json=make_spec())
+        worker = register(client)
+        trial = client.post("/api/v1/trials/claim", json={"worker_id": worker}).json()
+        url = f"/api/v1/trials/{trial['id']}/artifacts"
+        made = [("fsync", str(trial["study_id"])), ("fsync", "store")]  # by the first upload
+        for kind in ("checkpoint", "checkpoint", "model"):
+            events.clear()
+            r = client.put(f"{url}/{kind}?worker_id={worker}", content=kind.encode())
+            assert r.status_code == 200, r.text
+            assert events == [
+                ("fsync", "file"),
+                ("replace", kind),
+                ("fsync", str(trial["id"])),
+                *made,
+            ], kind
+            made = []
+        assert client.get(f"{url}/model").content == b"model"
