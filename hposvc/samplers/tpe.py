@@ -283,7 +283,7 @@ class RememberingTPESampler(TPESampler):
         its running trials but trial number ``sampling``, each in the order of their numbers:
         the trials TPESampler._sample lists."""
         storage = study._storage
-        if type(storage) is InMemoryStorage:
+        if isinstance(storage, InMemoryStorage):  # the study cache's AdoptingStorage too
             with storage._lock:
                 trials = storage._studies[study._study_id].trials[kept.head :]
             at_head = True

@@ -18,6 +18,7 @@ from hposvc.domain.states import TrialState
 from hposvc.samplers import AskResult, StudyCache, TrialRecord
 from hposvc.samplers.cache import _reseed
 from hposvc.samplers.registry import _PRUNER_OPTIONS, _SAMPLER_OPTIONS, build_pruner, build_sampler
+from hposvc.samplers.tpe import RememberingTPESampler
 from hposvc.schemas.search_space import contains, is_active
 from hposvc.schemas.studies import PrunerName, SamplerName, StudySpec
 
@@ -574,3 +575,17 @@ def test_the_running_count_follows_every_change_of_state() -> None:
     records = [*driver.records()[:3], finished.record(), started.record()]
     rebuilt.sync(_json(driver.study_attrs), records, seq=9)
     assert rebuilt.n_running == _running_in(rebuilt) == 1
+
+
+def test_tpe_in_a_study_cache_skips_the_trials_that_had_finished() -> None:
+    """An ask of the cache's TPE reads only the trials past those finished at an earlier ask
+    (its fast path on Optuna's in-memory storage, which the cache's storage extends), in a
+    cache that ran its trials and in one rebuilt from their rows."""
+    driver = Driver(make_study_spec("tpe"))
+    run_trials(driver, 20, batch=1)
+    sampler = driver.cache.study.sampler
+    assert isinstance(sampler, RememberingTPESampler)
+    assert sampler._table(driver.cache.study).head == 19  # finished at the 20th trial's ask
+    rebuilt = driver.rebuilt()
+    assert rebuilt.ask() is not None
+    assert rebuilt.study.sampler._table(rebuilt.study).head == 20
