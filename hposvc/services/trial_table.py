@@ -94,8 +94,12 @@ def table_page(
     number = Trial.number.desc() if descending else Trial.number.asc()
     with db.session() as session:
         study = find_study_by_name(session, study_name)
-        order_by = [order, number]
-        return trial_page(session, study, state, order_by, limit, offset)
+        n_objectives = len(study.spec.get("objectives") or [])
+        if sort.startswith("values.") and int(sort[7:]) >= n_objectives:
+            raise InvalidRequestError(
+                f"sort: values.I takes an objective's index, below {n_objectives} here"
+            )
+        return trial_page(session, study, state, [order, number], limit, offset)
 
 
 def _cell(value: Any) -> Any:
